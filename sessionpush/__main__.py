@@ -1,0 +1,3 @@
+from sessionpush.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""The ``sessionpush`` command: serve, check, replay.
+
+Each subcommand is a thin adapter: it parses options, configures logging
+(libraries attach no handlers; this is the one place that does) and calls
+into the package. Errors a user can cause print one clear message and exit
+with status 1 or 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from sessionpush import __version__
+from sessionpush.errors import SessionpushError
+
+__all__ = ["main"]
+
+log = logging.getLogger("sessionpush.cli")
+
+DEFAULT_RULES = "examples/rules"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessionpush",
+        description="Real-time rules engine for session-triggered push.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("SESSIONPUSH_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--rules",
+        action="append",
+        metavar="PATH",
+        help=f"a .rules file or a directory of them (repeatable; default "
+        f"{DEFAULT_RULES})",
+    )
+    serve.add_argument("--store", default="sessionpush.db", help="SQLite file path")
+    serve.add_argument(
+        "--outbox", default="outbox.jsonl", help="file the outbox appends pushes to"
+    )
+    serve.add_argument("--clock", choices=["wall", "playback"], default="wall")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--grace", type=_seconds, default=30.0, help="seconds")
+    serve.add_argument("--idle", type=_seconds, default=1800.0, help="seconds")
+
+    check = sub.add_parser("check", help="check .rules files and directories")
+    check.add_argument("paths", nargs="+", metavar="PATH")
+
+    replay = sub.add_parser("replay", help="replay recorded sessions through the rules")
+    replay.add_argument("--rules", action="append", required=True, metavar="PATH")
+    replay.add_argument("--events", required=True, metavar="FILE")
+    replay.add_argument(
+        "--format", required=True, choices=["rees46", "otto", "taobao", "jsonl"]
+    )
+    replay.add_argument(
+        "--out",
+        default="replay-decisions.jsonl",
+        help="where the decisions go, one JSON object a line ('-' for stdout)",
+    )
+    replay.add_argument("--outbox", default=None, help="also write pushes here")
+    replay.add_argument(
+        "--via",
+        metavar="URL",
+        help="send the sessions through a running gateway (ws://HOST:PORT/v1/"
+        "session, started with --clock playback) instead of in process",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check":
+            from sessionpush.dsl.load import run_check
+
+            return run_check(args.paths, sys.stdout)
+        return asyncio.run(_replay(args))
+    except SessionpushError as exc:
+        print(f"sessionpush {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sessionpush.gateway.app import Settings, create_app
+
+    settings = Settings(
+        rules=tuple(args.rules or [DEFAULT_RULES]),
+        store=args.store,
+        outbox=args.outbox,
+        clock=args.clock,
+        grace=args.grace,
+        idle=args.idle,
+    )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        ws_max_size=64 * 1024,
+        ws_per_message_deflate=False,
+        lifespan="on",
+    )
+    return 0
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    from sessionpush.dsl import load_ruleset
+    from sessionpush.replay.decisions import decision_record, summary_table
+    from sessionpush.replay.formats import load_events
+    from sessionpush.replay.run import replay_in_process, replay_via
+
+    rules = load_ruleset(args.rules)
+    events = load_events(args.events, args.format)
+    log.info(
+        "replaying %d events of %s through %d rules",
+        len(events), args.events, len(rules),
+    )
+    if args.via:
+        records = await replay_via(args.via, events)
+    else:
+        decisions = await replay_in_process(rules, events, outbox=args.outbox)
+        records = [decision_record(d) for d in decisions]
+
+    lines = b"".join(msgspec.json.encode(r) + b"\n" for r in records)
+    if args.out == "-":
+        sys.stdout.buffer.write(lines)
+    else:
+        Path(args.out).write_bytes(lines)
+    outcomes = [(str(r["rule"]), str(r["decision"])) for r in records]
+    print(summary_table(outcomes, [rule.name for rule in rules.rules]))
+    if args.out != "-":
+        print(f"\n{len(records)} decisions written to {args.out}")
+    return 0
+

@@ -1,0 +1,136 @@
+"""The gateway: a Starlette app serving the websocket protocol and HTTP.
+
+Routes:
+
+- ``GET /healthz``: liveness, with the rule set version and counts.
+- ``WS /v1/session``: the session protocol (``docs/protocol.md``).
+- ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
+  clock on until no timer is pending and return every decision as JSON
+  lines, so that ``replay --via`` can compare a gateway run with an
+  in-process one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from sessionpush.dsl import load_ruleset
+from sessionpush.engine.clock import Clock, VirtualClock, WallClock
+from sessionpush.engine.core import Engine
+from sessionpush.gateway.connection import serve_connection
+from sessionpush.replay.decisions import decision_record
+from sessionpush.store import open_store
+from sessionpush.transports.outbox import Outbox
+
+__all__ = ["Settings", "create_app"]
+
+log = logging.getLogger("sessionpush.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What ``sessionpush serve`` is started with."""
+
+    rules: tuple[str, ...] = ("examples/rules",)
+    store: str = "sessionpush.db"
+    outbox: str = "outbox.jsonl"
+    clock: str = "wall"
+    grace: float = 30.0
+    idle: float = 1800.0
+
+
+async def _run_timers(engine: Engine) -> None:
+    """Sleep until the next deadline, fire what is due, repeat."""
+    wake = asyncio.Event()
+    engine.on_new_deadline = wake.set
+    while True:
+        wake.clear()
+        due = engine.next_due()
+        timeout = None if due is None else max(0.0, due - engine.clock.now())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout)
+        try:
+            await engine.advance()
+        except Exception:
+            log.exception("firing timers failed; retrying in one second")
+            await asyncio.sleep(1.0)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the gateway app; rules and store open when the app starts."""
+    rules = load_ruleset(list(settings.rules))
+    clock: Clock = VirtualClock() if settings.clock == "playback" else WallClock()
+    state: dict[str, Engine] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = open_store(settings.store)
+        await store.open()
+        outbox = Outbox(settings.outbox)
+        engine = Engine(
+            rules, store, clock, fallback=outbox, grace=settings.grace,
+            idle=settings.idle,
+        )
+        await engine.start()
+        state["engine"] = engine
+        timers = None
+        if not clock.virtual:
+            timers = asyncio.create_task(_run_timers(engine))
+        log.info(
+            "gateway up: %d rules (version %s), store %s, outbox %s, clock %s",
+            len(rules), rules.version, settings.store, settings.outbox,
+            settings.clock,
+        )
+        try:
+            yield
+        finally:
+            if timers is not None:
+                timers.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timers
+            await outbox.close()
+            await store.close()
+            log.info("gateway stopped")
+
+    async def healthz(request: Request) -> Response:
+        engine = state["engine"]
+        return JSONResponse(
+            {
+                "status": "ok",
+                "rules": len(engine.rules),
+                "rules_version": engine.rules.version,
+                "sessions": engine.sessions,
+                "pending": engine.pending(),
+            }
+        )
+
+    async def session(websocket: WebSocket) -> None:
+        await serve_connection(websocket, state["engine"])
+
+    async def drain(request: Request) -> Response:
+        engine = state["engine"]
+        await engine.drain()
+        decisions = await engine.store.decisions()
+        lines = b"".join(
+            msgspec.json.encode(decision_record(d)) + b"\n" for d in decisions
+        )
+        return Response(lines, media_type="application/x-ndjson")
+
+    routes: list[Route | WebSocketRoute] = [
+        Route("/healthz", healthz),
+        WebSocketRoute("/v1/session", session),
+    ]
+    if clock.virtual:
+        routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))
+    return Starlette(routes=routes, lifespan=lifespan)

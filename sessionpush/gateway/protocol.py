@@ -1,0 +1,118 @@
+"""The wire protocol between SDKs and the gateway: one JSON object a frame.
+
+Client frames are decoded straight into the structs below with msgspec,
+which rejects unknown fields and wrong types and names the path of the
+problem (``Expected `str`, got `int` - at `$.name```). Every frame is a JSON
+object whose ``type`` says which struct it is. ``docs/protocol.md`` is the
+reference for SDK authors; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from sessionpush.errors import SessionpushError
+
+__all__ = [
+    "Bye",
+    "ClientFrame",
+    "Consent",
+    "DeviceInfo",
+    "End",
+    "Event",
+    "Hello",
+    "ProtocolError",
+    "decode_frame",
+    "encode_frame",
+]
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Short = Annotated[str, msgspec.Meta(max_length=64)]
+# Client timestamps are epoch milliseconds, as JavaScript's Date.now().
+Millis = Annotated[float, msgspec.Meta(ge=0, le=1e14)]
+
+
+class ProtocolError(SessionpushError):
+    """A client frame that cannot be used; ``code`` goes into the error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Frame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
+    pass
+
+
+class DeviceInfo(msgspec.Struct, forbid_unknown_fields=True):
+    id: Id | None = None
+    platform: Short = "web"
+    timezone: Short = "UTC"
+    lang: Short | None = None
+    app_version: Short | None = None
+
+
+class Hello(_Frame, tag="hello"):
+    """Opens or resumes a session; must be the first frame."""
+
+    user: Id
+    app: Id = "default"
+    device: DeviceInfo = msgspec.field(default_factory=DeviceInfo)
+    session: Id | None = None
+    ts: Millis | None = None
+
+
+class Event(_Frame, tag="event"):
+    """Something the user did."""
+
+    name: Name
+    props: dict[str, Any] = msgspec.field(default_factory=dict)
+    ts: Millis | None = None
+    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class End(_Frame, tag="end"):
+    """The user's visit is over: end the session now."""
+
+    ts: Millis | None = None
+
+
+class Bye(_Frame, tag="bye"):
+    """The client is about to close this socket and may resume later.
+
+    The server starts the grace period at once and acknowledges, so the
+    close is ordered with the frames around it.
+    """
+
+    ts: Millis | None = None
+
+
+class Consent(_Frame, tag="consent"):
+    """The user granted or withdrew consent to messages."""
+
+    granted: bool
+    ts: Millis | None = None
+
+
+ClientFrame = Hello | Event | End | Bye | Consent
+
+_decoder = msgspec.json.Decoder(ClientFrame)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_frame(data: str | bytes) -> ClientFrame:
+    """Decode one client frame, or raise :class:`ProtocolError` saying why."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError("invalid_frame", str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("malformed_json", str(exc)) from exc
+
+
+def encode_frame(frame: dict[str, Any]) -> str:
+    return _encoder.encode(frame).decode()

@@ -1,0 +1,163 @@
+"""Drive the engine over recorded sessions, in process or through a gateway.
+
+Both ways make the same calls on the same engine in the same order, which is
+what makes their decisions identical:
+
+- each recorded session is one connection, opened at its first event and
+  closed (``bye``) right after its last, so it ends when the grace period
+  runs out;
+- before each event the virtual clock moves to the event's time and every
+  deadline due by then fires, in order;
+- after the last event the clock runs on until nothing is pending.
+
+Every user counts as subscribed and consenting: pushes go to the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from sessionpush.engine.clock import VirtualClock
+from sessionpush.engine.core import Engine
+from sessionpush.engine.rules import RuleSet
+from sessionpush.replay.formats import RecordedEvent
+from sessionpush.store.base import Decision, Device
+from sessionpush.store.sqlite import SQLiteStore
+from sessionpush.transports.outbox import Outbox
+
+__all__ = ["REPLAY_APP", "replay_in_process", "replay_via"]
+
+REPLAY_APP = "default"
+
+
+def wire_millis(ts: float) -> float:
+    """The time as it travels in frames: epoch milliseconds."""
+    return ts * 1000.0
+
+
+def clock_time(millis: float) -> float:
+    """The engine's time for a frame's milliseconds (both paths use this)."""
+    return millis / 1000.0
+
+
+def _last_index(events: Sequence[RecordedEvent]) -> dict[str, int]:
+    return {event.session: i for i, event in enumerate(events)}
+
+
+class _ReplayPeer:
+    """A connection that exists only in the replay: it reads everything."""
+
+    __slots__ = ("messages",)
+
+    def __init__(self) -> None:
+        self.messages = 0
+
+    def deliver(self, frame: dict[str, Any]) -> bool:
+        self.messages += frame.get("type") == "message"
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+
+async def replay_in_process(
+    rules: RuleSet, events: Sequence[RecordedEvent], outbox: str | None = None
+) -> list[Decision]:
+    """Replay ``events`` through a fresh engine and return its decisions."""
+    store = SQLiteStore(":memory:")
+    await store.open()
+    sink = Outbox(outbox)
+    start = clock_time(wire_millis(events[0].ts)) if events else 0.0
+    engine = Engine(rules, store, VirtualClock(start), fallback=sink)
+    await engine.start()
+    last = _last_index(events)
+    peers: dict[str, _ReplayPeer] = {}
+    try:
+        for i, event in enumerate(events):
+            await engine.advance(clock_time(wire_millis(event.ts)))
+            peer = peers.get(event.session)
+            if peer is None:
+                peer = peers[event.session] = _ReplayPeer()
+                await engine.open(peer, _device(event.user), event.session)
+            await engine.event(peer, event.name, event.props)
+            if last[event.session] == i:
+                await engine.detach(peers.pop(event.session))
+        await engine.drain()
+        return await store.decisions()
+    finally:
+        await sink.close()
+        await store.close()
+
+
+def _device(user: str) -> Device:
+    # What the gateway derives from a hello with ``{"platform": "web"}``.
+    return Device(app=REPLAY_APP, user=user, device_id=f"{user}:web", platform="web")
+
+
+async def replay_via(url: str, events: Sequence[RecordedEvent]) -> list[dict[str, Any]]:
+    """Replay ``events`` through a gateway started with ``--clock playback``.
+
+    Frames go one at a time, each answered before the next is sent, so the
+    gateway sees them in the same order as the in-process replay. Returns
+    the gateway's decisions in their JSON form.
+    """
+    from websockets.asyncio.client import ClientConnection, connect
+
+    last = _last_index(events)
+    sockets: dict[str, ClientConnection] = {}
+
+    async def answer(ws: ClientConnection, kind: str) -> dict[str, Any]:
+        while True:
+            frame: dict[str, Any] = msgspec.json.decode(await ws.recv())
+            if frame["type"] == kind:
+                return frame
+            if frame["type"] == "error":
+                raise RuntimeError(f"gateway refused a frame: {frame}")
+
+    try:
+        for i, event in enumerate(events):
+            ts = wire_millis(event.ts)
+            ws = sockets.get(event.session)
+            if ws is None:
+                ws = sockets[event.session] = await connect(url, max_queue=None)
+                hello = {
+                    "type": "hello",
+                    "user": event.user,
+                    "app": REPLAY_APP,
+                    "session": event.session,
+                    "device": {"platform": "web"},
+                    "ts": ts,
+                }
+                await ws.send(msgspec.json.encode(hello).decode())
+                await answer(ws, "welcome")
+            frame = {
+                "type": "event",
+                "name": event.name,
+                "props": event.props,
+                "ts": ts,
+                "seq": i,
+            }
+            await ws.send(msgspec.json.encode(frame).decode())
+            await answer(ws, "ack")
+            if last[event.session] == i:
+                await ws.send(msgspec.json.encode({"type": "bye", "ts": ts}).decode())
+                await answer(ws, "ack")
+                await sockets.pop(event.session).close()
+    finally:
+        for ws in sockets.values():
+            await ws.close()
+    return await asyncio.to_thread(_drain, url)
+
+
+def _drain(url: str) -> list[dict[str, Any]]:
+    http = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    drain_url = http.rsplit("/v1/", 1)[0] + "/v1/playback/drain"
+    request = urllib.request.Request(drain_url, method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310
+        body = response.read()
+    return [msgspec.json.decode(line) for line in body.splitlines() if line]
