@@ -254,7 +254,9 @@ def compile_rule(rule: tree.Rule, source: str = "") -> CompiledRule:
         wait=rule.wait.seconds if rule.wait else None,
         wait_after_end=bool(rule.wait and rule.wait.after_session_end),
         unless=tuple((u.event, _maybe(u.where)) for u in rule.unless),
-        limits=tuple(CompiledLimit(lim.count, lim.per, lim.window) for lim in rule.limits),
+        limits=tuple(
+            CompiledLimit(lim.count, lim.per, lim.window) for lim in rule.limits
+        ),
         captures=tuple(
             (key, compile_path(path)) for key, path in sorted(template_paths.items())
         ),

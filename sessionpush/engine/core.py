@@ -433,10 +433,14 @@ class Engine:
                 await skip("unreachable", "no push subscription on a configured channel")
                 return
 
-        for limit in rule.limits:
-            key = limit.key(app, user, session, rule.name)
-            if not await self.store.cap_take(key, limit.count, limit.since(now), now):
-                await skip("capped", f"{limit.describe()} reached")
+        if rule.limits:
+            caps = [
+                (lim.key(app, user, session, rule.name), lim.count, lim.since(now))
+                for lim in rule.limits
+            ]
+            full = await self.store.cap_take_all(caps, now)
+            if full is not None:
+                await skip("capped", f"{rule.limits[full].describe()} reached")
                 return
 
         fields = rule.action.render(snapshot)

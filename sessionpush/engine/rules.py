@@ -59,8 +59,9 @@ class CompiledLimit:
 def _duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "ever"
+    # A day is written as 24h, as rule authors write it; 2d and up in days.
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
+        if seconds >= size * (2 if unit == "d" else 1) and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
 

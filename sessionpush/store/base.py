@@ -13,6 +13,7 @@ Users are keyed by ``(app, user)``: two apps never see each other's users.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -141,6 +142,15 @@ class Store(Protocol):
 
         Check and count are one atomic step: two callers racing for the last
         slot get one ``True`` and one ``False``.
+        """
+
+    async def cap_take_all(
+        self, caps: Sequence[tuple[str, int, float]], now: float
+    ) -> int | None:
+        """Count one send under every ``(key, limit, since)``, or under none.
+
+        Returns ``None`` when all had room (and were counted), else the
+        index of the first full cap.
         """
 
     # suppression (``unless``)

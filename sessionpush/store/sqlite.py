@@ -504,18 +504,36 @@ class SQLiteStore:
         Returns:
             Whether the send was counted, that is, whether it may go out.
         """
-        with self._write("take a cap slot") as conn:
-            conn.execute(
-                "DELETE FROM cap_events WHERE key = ? AND at < ?", (key, since)
+        return await self.cap_take_all([(key, limit, since)], now) is None
+
+    async def cap_take_all(
+        self, caps: Sequence[tuple[str, int, float]], now: float
+    ) -> int | None:
+        """Count one send under every ``(key, limit, since)`` or under none.
+
+        A rule with two limits must not use up a slot of the first when the
+        second is full, so all are checked and counted in one transaction.
+
+        Returns:
+            ``None`` when every cap had room and was counted, else the index
+            of the first cap that was full (nothing is counted then).
+        """
+        with self._write("take cap slots") as conn:
+            for index, (key, limit, since) in enumerate(caps):
+                conn.execute(
+                    "DELETE FROM cap_events WHERE key = ? AND at < ?", (key, since)
+                )
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM cap_events WHERE key = ? AND at >= ?",
+                    (key, since),
+                ).fetchone()
+                if count >= limit:
+                    return index
+            conn.executemany(
+                "INSERT INTO cap_events (key, at) VALUES (?, ?)",
+                [(key, now) for key, _, _ in caps],
             )
-            (count,) = conn.execute(
-                "SELECT count(*) FROM cap_events WHERE key = ? AND at >= ?",
-                (key, since),
-            ).fetchone()
-            if count >= limit:
-                return False
-            conn.execute("INSERT INTO cap_events (key, at) VALUES (?, ?)", (key, now))
-            return True
+            return None
 
     # suppression (``unless``)
 

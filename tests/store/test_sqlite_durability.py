@@ -217,7 +217,7 @@ async def test_a_write_blocked_past_the_busy_timeout_fails_without_counting(
     locker = sqlite3.connect(db_path, isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")
-        with pytest.raises(StoreError, match=r"cannot take a cap slot.*locked"):
+        with pytest.raises(StoreError, match=r"cannot take cap slots.*locked"):
             await store.cap_take("k", 1, 0.0, 1.0)
         locker.execute("ROLLBACK")
 

@@ -1,4 +1,4 @@
-"""Fixtures for the replay tests: where the shared real data sets live."""
+"""Shared fixtures: where the shared real data sets live."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 # The data sets are not ours to ship (see ../shared/data/README.md), so they
 # stay beside the project and the tests read them in place.
-_DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+_DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
