@@ -15,8 +15,8 @@ ratios.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import os
 import statistics
 import time
@@ -46,11 +46,13 @@ class NaiveRuleSet(RuleSet):
         session.last_at = now
         matches: list[Match] = []
         for rule in self.rules:
-            if rule.kind == "absence" and rule.absent == name:
-                if rule.index in session.absence and (
-                    rule.absent_where is None or rule.absent_where(props, session)
-                ):
-                    del session.absence[rule.index]
+            if (
+                rule.kind == "absence"
+                and rule.absent == name
+                and rule.index in session.absence
+                and (rule.absent_where is None or rule.absent_where(props, session))
+            ):
+                del session.absence[rule.index]
             if rule.event != name:
                 continue
             if rule.where is not None and not rule.where(props, session):
@@ -72,7 +74,7 @@ class NaiveRuleSet(RuleSet):
 def padding(count: int) -> list[CompiledRule]:
     """Rules about events the data never holds (each its own name)."""
     text = "\n".join(
-        f'rule other_{n} {{ when other_event_{n} where price > {n} '
+        f"rule other_{n} {{ when other_event_{n} where price > {n} "
         f'push {{ title "t{n}" }} }}'
         for n in range(count)
     )

@@ -50,7 +50,9 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds"
+        ) from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
     return value
@@ -166,7 +168,9 @@ async def _replay(args: argparse.Namespace) -> int:
     events = load_events(args.events, args.format)
     log.info(
         "replaying %d events of %s through %d rules",
-        len(events), args.events, len(rules),
+        len(events),
+        args.events,
+        len(rules),
     )
     if args.via:
         records = await replay_via(args.via, events)
@@ -184,4 +188,3 @@ async def _replay(args: argparse.Namespace) -> int:
     if args.out != "-":
         print(f"\n{len(records)} decisions written to {args.out}")
     return 0
-

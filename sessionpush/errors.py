@@ -8,6 +8,7 @@
      +-- StoreError           the store cannot be opened or used (store.errors)
      +-- ReplayFormatError    a recorded data file cannot be read (replay.formats)
      +-- ProtocolError        a client frame is malformed (gateway.protocol)
+     +-- NoSessionError       a frame needs a session (engine.core)
 
 Errors from the libraries underneath (Lark, sqlite3, msgspec) are translated
 into these at the boundary and chained with ``from``.

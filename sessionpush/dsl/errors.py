@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sessionpush.errors import SessionpushError
+
 __all__ = ["Diagnostic", "RulesError"]
 
 # The source line is shown indented by this much, as in the design sketch.
@@ -98,7 +100,7 @@ class Diagnostic:
         return [_INDENT + stripped, _INDENT + pad + "^" * (end - start)]
 
 
-class RulesError(Exception):
+class RulesError(SessionpushError):
     """One or more rule files do not parse or do not check.
 
     Attributes:

@@ -83,24 +83,22 @@ def _count(n: int, noun: str) -> str:
 
 def _load(paths: Sequence[str]) -> _Loaded:
     loaded = _Loaded()
-    texts: dict[str, str] = {}
+    lines: dict[str, list[str]] = {}
     for name in _rule_files(paths, loaded.diagnostics):
         loaded.file_count += 1
         text = _read(name, loaded.diagnostics)
         if text is None:
             continue
-        texts[name] = text
+        lines[name] = text.split("\n")
         rule_file, problems = parse_with_diagnostics(text, name)
         loaded.files.append(rule_file)
         loaded.diagnostics.extend(problems)
 
     # The checker works on trees; the rendered errors need the lines back.
     for problem in check_files(loaded.files):
-        line = None
-        if problem.line > 0 and problem.path in texts:
-            lines = texts[problem.path].split("\n")
-            if problem.line <= len(lines):
-                line = lines[problem.line - 1]
+        file_lines = lines.get(problem.path, [])
+        found = 0 < problem.line <= len(file_lines)
+        line = file_lines[problem.line - 1] if found else None
         loaded.diagnostics.append(replace(problem, source_line=line))
 
     order = {rule_file.path: i for i, rule_file in enumerate(loaded.files)}

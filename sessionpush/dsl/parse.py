@@ -176,12 +176,12 @@ def parse_with_diagnostics(
         return _Converter(source).rule_file(lark_tree)
     except _Failure as failure:
         return t.RuleFile(path, ()), failure.diagnostics
-    except RecursionError as exc:
+    except RecursionError:
         # MAX_NESTING keeps our own walks shallow; this is the last guard, for
         # a shape of input no test foresaw.
         message = "the file nests too deeply to parse"
         diagnostic = source.diagnostic(0, 1, message, "split it into simpler rules")
-        raise RulesError([diagnostic]) from exc
+        return t.RuleFile(path, ()), [diagnostic]
 
 
 class _Failure(Exception):
@@ -702,7 +702,10 @@ class _Converter:
     ) -> t.Placeholder:
         content = text[open_at + 1 : close_at]
         base = open_at + 1
-        inner = _Converter(self.source, lambda offset: offsets[base + offset])
+        # Lark may point one past the content (at its end): that is the "}".
+        inner = _Converter(
+            self.source, lambda offset: offsets[min(base + offset, close_at)]
+        )
         try:
             node = _parser().parse(content, start="placeholder")
         except UnexpectedInput as exc:
@@ -716,7 +719,9 @@ class _Converter:
     def filter(self, node: Tree[Token]) -> t.Filter:
         name, *args = _children(node)
         literals = tuple(self.literal(arg) for arg in args)
-        return t.Filter(str(name), literals, self.span(node))
+        # From the name on, without the "|": errors underline the name.
+        span = self.source.span(self.bounds(name)[0], self.bounds(node)[1])
+        return t.Filter(str(name), literals, span)
 
 
 def _closing_brace(text: str, start: int) -> int:
@@ -799,7 +804,7 @@ def _syntax_hint(expected: set[str], came_type: str, came: str) -> str | None:
         return f"did you mean '{close[0]}'?"
     if came_type == "$END" and "RBRACE" in expected:
         return "a '{' is not closed: end it with '}'"
-    if set(_CLAUSE_WORDS) <= set(keywords):
+    if came_type == "NAME" and set(_CLAUSE_WORDS) <= set(keywords):
         return (
             "a rule holds a trigger (when), an action (push or inapp) and "
             "optionally wait, unless and limit clauses"

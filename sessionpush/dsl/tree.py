@@ -58,10 +58,6 @@ class Span:
 _NOWHERE = Span(0, 0, 0, 0)
 
 
-def _span() -> Span:
-    return field(default=_NOWHERE, compare=False, repr=False)  # type: ignore[no-any-return]
-
-
 # -- expressions -------------------------------------------------------------
 
 LiteralValue = str | int | float | bool | None
@@ -77,13 +73,13 @@ class Literal:
 
     value: LiteralValue
     is_duration: bool = False
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ListExpr:
     items: tuple[Literal, ...]
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 PathRoot = TypingLiteral["event", "user", "device", "session", "last"]
@@ -103,7 +99,7 @@ class Path:
     root: PathRoot
     parts: tuple[str, ...]
     event_name: str | None = None
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +107,7 @@ class SessionHas:
     """``session has E``: an event named E happened earlier in this session."""
 
     event: str
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 CompareOp = TypingLiteral["==", "!=", "<", "<=", ">", ">="]
@@ -122,7 +118,7 @@ class Compare:
     op: CompareOp
     left: Path | Literal
     right: Path | Literal
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,27 +128,27 @@ class InList:
     operand: Path
     options: ListExpr
     negated: bool = False
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class And:
     left: Expr
     right: Expr
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Or:
     left: Expr
     right: Expr
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
     operand: Expr
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 Expr = Compare | InList | And | Or | Not | SessionHas | Path | Literal
@@ -167,7 +163,7 @@ class Filter:
 
     name: str
     args: tuple[Literal, ...] = ()
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +172,7 @@ class Placeholder:
 
     path: Path
     filters: tuple[Filter, ...] = ()
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +180,7 @@ class Template:
     """A text field: literal text interleaved with placeholders."""
 
     parts: tuple[str | Placeholder, ...]
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
     @property
     def is_static(self) -> bool:
@@ -200,7 +196,7 @@ class EventTrigger:
 
     event: str
     where: Expr | None = None
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +211,7 @@ class AbsenceTrigger:
     absent: str
     absent_where: Expr | None
     within: float
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +219,7 @@ class SessionEndTrigger:
     """``when session ends [where P]``: fires once, at the session's end."""
 
     where: Expr | None = None
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 Trigger = EventTrigger | AbsenceTrigger | SessionEndTrigger
@@ -238,7 +234,7 @@ class Wait:
 
     seconds: float
     after_session_end: bool = False
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +243,7 @@ class Unless:
 
     event: str
     where: Expr | None = None
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +253,7 @@ class Limit:
     count: int
     per: TypingLiteral["session", "user"]
     window: float | None = None
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +262,7 @@ class PushAction:
     body: Template | None = None
     link: Template | None = None
     ttl: float | None = None
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +270,7 @@ class InappAction:
     title: Template
     body: Template | None = None
     link: Template | None = None
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 Action = PushAction | InappAction
@@ -289,7 +285,7 @@ class Rule:
     wait: Wait | None = None
     unless: tuple[Unless, ...] = ()
     limits: tuple[Limit, ...] = ()
-    span: Span = _span()
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,9 @@ class Engine:
         pending = await self.store.pending_timers()
         for timer in pending:
             self._timers[timer.timer_id] = self._queue.push(timer.due, "timer", timer)
-        log.info("engine started: %d rules, %d pending timers", len(self.rules), len(pending))
+        log.info(
+            "engine started: %d rules, %d pending timers", len(self.rules), len(pending)
+        )
         if not self.clock.virtual:
             await self.advance()
 
@@ -351,14 +353,23 @@ class Engine:
         rule = self.rules.by_name.get(claimed.rule)
         if rule is None:
             await self._decide(
-                claimed.app, claimed.rule, claimed.user, claimed.session,
-                "dropped", "the rule is no longer in the rule set", "-",
+                claimed.app,
+                claimed.rule,
+                claimed.user,
+                claimed.session,
+                "dropped",
+                "the rule is no longer in the rule set",
+                "-",
                 claimed.triggered_at,
             )
             return
         snapshot = claimed.context.get("snapshot", {})
         await self._send(
-            claimed.app, claimed.user, claimed.session, rule, snapshot,
+            claimed.app,
+            claimed.user,
+            claimed.session,
+            rule,
+            snapshot,
             claimed.triggered_at,
         )
 
@@ -376,16 +387,28 @@ class Engine:
         profile = await self.store.get_user(app, user)
         if not profile.consent:
             await self._decide(
-                app, rule.name, user, session, "no_consent",
-                "the user has not consented to messages", channel, triggered_at,
+                app,
+                rule.name,
+                user,
+                session,
+                "no_consent",
+                "the user has not consented to messages",
+                channel,
+                triggered_at,
             )
             return True
         for limit in rule.limits:
             key = limit.key(app, user, session, rule.name)
             if await self.store.cap_count(key, limit.since(now)) >= limit.count:
                 await self._decide(
-                    app, rule.name, user, session, "capped",
-                    f"{limit.describe()} reached", channel, triggered_at,
+                    app,
+                    rule.name,
+                    user,
+                    session,
+                    "capped",
+                    f"{limit.describe()} reached",
+                    channel,
+                    triggered_at,
                 )
                 return True
         return False
@@ -430,7 +453,9 @@ class Engine:
             subscriptions = await self.store.subscriptions(app, user)
             targets = [s for s in subscriptions if s.channel in self.transports]
             if not targets and self.fallback is None:
-                await skip("unreachable", "no push subscription on a configured channel")
+                await skip(
+                    "unreachable", "no push subscription on a configured channel"
+                )
                 return
 
         if rule.limits:
@@ -460,30 +485,43 @@ class Engine:
         if channel == "inapp":
             frame = {"type": "message", **message.payload()}
             delivered = sum(1 for peer in peers if peer.deliver(frame))
-            ok, detail = delivered > 0, f"{delivered} of {len(peers)} sockets"
+            ok, detail = (
+                delivered > 0,
+                f"delivered to {delivered} of {len(peers)} sockets",
+            )
         else:
             ok, detail = await self._push_out(message, targets)
         await self._decide(
-            app, rule.name, user, session,
+            app,
+            rule.name,
+            user,
+            session,
             "sent" if ok else "failed",
-            detail, channel, triggered_at, fields,
+            detail,
+            channel,
+            triggered_at,
+            fields,
         )
 
     async def _push_out(
         self, message: OutboundMessage, targets: list[Any]
     ) -> tuple[bool, str]:
+        """Send to every target; the reason names who took it or why not."""
         if not targets:
             assert self.fallback is not None
-            result = await self.fallback.send(message, None)
-            return result.ok, f"{self.fallback.name}: {result.detail}"
-        sent = 0
-        details = []
-        for subscription in targets:
-            transport = self.transports[subscription.channel]
+            pairs = [(self.fallback, None)]
+        else:
+            pairs = [(self.transports[s.channel], s) for s in targets]
+        took, refused = [], []
+        for transport, subscription in pairs:
             result = await transport.send(message, subscription)
-            sent += result.ok
-            details.append(f"{transport.name}: {result.detail}")
-        return sent > 0, "; ".join(details)
+            if result.ok:
+                took.append(transport.name)
+            else:
+                refused.append(f"{transport.name}: {result.detail}")
+        if took:
+            return True, "delivered by " + ", ".join(took)
+        return False, "; ".join(refused)
 
     async def _suppress(
         self, session: Session, rule: CompiledRule, event: str, now: float
@@ -498,16 +536,28 @@ class Engine:
             if entry is not None:
                 self._queue.cancel(entry)
             await self._decide(
-                app, rule.name, user, timer.session, "suppressed", reason,
-                channel, timer.triggered_at,
+                app,
+                rule.name,
+                user,
+                timer.session,
+                "suppressed",
+                reason,
+                channel,
+                timer.triggered_at,
             )
         for live in list(self._by_user.get((app, user), ())):
             kept = []
             for held in live.after_end:
                 if held[0] is rule:
                     await self._decide(
-                        app, rule.name, user, live.id, "suppressed", reason,
-                        channel, held[2],
+                        app,
+                        rule.name,
+                        user,
+                        live.id,
+                        "suppressed",
+                        reason,
+                        channel,
+                        held[2],
                     )
                 else:
                     kept.append(held)

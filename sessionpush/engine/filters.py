@@ -58,7 +58,14 @@ def _text(value: object) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    try:
+        return str(value)
+    except ValueError:
+        # Python refuses to print an int of more than 4300 digits (a guard
+        # against CVE-2020-10735); Decimal prints it in scientific notation.
+        return f"{Decimal(value):.6e}" if isinstance(value, int) else ""
+    except RecursionError:
+        return ""
 
 
 def default(value: object, fallback: object) -> object:

@@ -79,7 +79,11 @@ def create_app(settings: Settings) -> Starlette:
         await store.open()
         outbox = Outbox(settings.outbox)
         engine = Engine(
-            rules, store, clock, fallback=outbox, grace=settings.grace,
+            rules,
+            store,
+            clock,
+            fallback=outbox,
+            grace=settings.grace,
             idle=settings.idle,
         )
         await engine.start()
@@ -89,7 +93,10 @@ def create_app(settings: Settings) -> Starlette:
             timers = asyncio.create_task(_run_timers(engine))
         log.info(
             "gateway up: %d rules (version %s), store %s, outbox %s, clock %s",
-            len(rules), rules.version, settings.store, settings.outbox,
+            len(rules),
+            rules.version,
+            settings.store,
+            settings.outbox,
             settings.clock,
         )
         try:

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sessionpush.engine.core import Engine, NoSessionError
 from sessionpush.engine.clock import VirtualClock
+from sessionpush.engine.core import Engine, NoSessionError
 from sessionpush.gateway.protocol import (
     Bye,
     Consent,
@@ -46,9 +46,7 @@ class Connection:
 
     def __init__(self, websocket: WebSocket, queue_size: int = 256) -> None:
         self.websocket = websocket
-        self._outbound: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(
-            queue_size
-        )
+        self._outbound: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(queue_size)
         self.closing = False
         self.said_bye = False
 

@@ -43,6 +43,8 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 import msgspec
 
+from sessionpush.errors import SessionpushError
+
 __all__ = [
     "FORMATS",
     "SESSION_GAP",
@@ -77,7 +79,7 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     props: dict[str, Any] = {}
 
 
-class ReplayFormatError(Exception):
+class ReplayFormatError(SessionpushError):
     """A recorded file could not be read: names the file, line and problem."""
 
     def __init__(self, path: str | Path, line: int | None, problem: str) -> None:

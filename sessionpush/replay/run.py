@@ -158,6 +158,6 @@ def _drain(url: str) -> list[dict[str, Any]]:
     http = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
     drain_url = http.rsplit("/v1/", 1)[0] + "/v1/playback/drain"
     request = urllib.request.Request(drain_url, method="POST", data=b"")
-    with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=600) as response:
         body = response.read()
     return [msgspec.json.decode(line) for line in body.splitlines() if line]

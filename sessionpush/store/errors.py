@@ -11,10 +11,12 @@ callers catch one class and the original stays in the traceback.
 
 from __future__ import annotations
 
+from sessionpush.errors import SessionpushError
+
 __all__ = ["StoreError"]
 
 
-class StoreError(Exception):
+class StoreError(SessionpushError):
     """A store could not be opened, read or written.
 
     The message names what was expected, what was found and how to fix it

@@ -61,4 +61,3 @@ class Outbox:
         if self._file is not None and str(self.path) != "-":
             self._file.close()
         self._file = None
-

@@ -71,9 +71,15 @@ def test_the_replay_command_writes_decisions_and_a_summary(
     out = tmp_path / "decisions.jsonl"
     status = main(
         [
-            "replay", "--rules", EXAMPLES,
-            "--events", str(data_dir / "otto-sample.jsonl"), "--format", "otto",
-            "--out", str(out),
+            "replay",
+            "--rules",
+            EXAMPLES,
+            "--events",
+            str(data_dir / "otto-sample.jsonl"),
+            "--format",
+            "otto",
+            "--out",
+            str(out),
         ]
     )
     assert status == 0
@@ -82,7 +88,9 @@ def test_the_replay_command_writes_decisions_and_a_summary(
         lines[0]
     )
     printed = capsys.readouterr().out
-    row = next(line for line in printed.splitlines() if line.startswith("cart_recovery"))
+    row = next(
+        line for line in printed.splitlines() if line.startswith("cart_recovery")
+    )
     assert row.split()[1:4] == ["17", "14", "3"]
 
 

@@ -54,8 +54,13 @@ class Peer:
 
 
 class Harness:
-    def __init__(self, engine: Engine, store: SQLiteStore, clock: VirtualClock,
-                 outbox: RecordingTransport) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: SQLiteStore,
+        clock: VirtualClock,
+        outbox: RecordingTransport,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.clock = clock
@@ -92,7 +97,10 @@ async def harness() -> AsyncIterator[Callable[..., Any]]:
     stores: list[SQLiteStore] = []
 
     async def make(
-        text: str, *, path: str = ":memory:", grace: float = 30.0,
+        text: str,
+        *,
+        path: str = ":memory:",
+        grace: float = 30.0,
         idle: float = 1800.0,
     ) -> Harness:
         rules: RuleSet = ruleset_from_text(text)

@@ -28,7 +28,7 @@ rule cart_recovery {
 
 async def test_an_event_rule_sends_at_once_with_its_template(harness: Any) -> None:
     h = await harness(
-        'rule thanks { when purchase where price >= 300 '
+        "rule thanks { when purchase where price >= 300 "
         'push { title "Thanks for the {brand | upper}" } }'
     )
     peer = await h.open()
@@ -57,7 +57,9 @@ async def test_cart_recovery_sends_ten_minutes_after_the_session_ends(
     assert message.ttl == 6 * 3600
     [decision] = await h.decisions()
     assert (decision.decision, decision.at, decision.triggered_at) == (
-        "sent", T0 + 690, T0 + 90,
+        "sent",
+        T0 + 690,
+        T0 + 90,
     )
 
 
@@ -134,7 +136,7 @@ async def test_the_daily_cap_lets_one_push_through_per_user(harness: Any) -> Non
 
 async def test_limit_per_session_counts_sends_of_that_session(harness: Any) -> None:
     h = await harness(
-        'rule pricey { when view where price > 500 limit 1 per session '
+        "rule pricey { when view where price > 500 limit 1 per session "
         'inapp { title "Need help choosing?" } }'
     )
     peer = await h.open(session="a")
@@ -147,9 +149,7 @@ async def test_limit_per_session_counts_sends_of_that_session(harness: Any) -> N
 
 
 async def test_an_inapp_message_needs_an_open_socket(harness: Any) -> None:
-    h = await harness(
-        'rule later { when view wait 1m inapp { title "Still there?" } }'
-    )
+    h = await harness('rule later { when view wait 1m inapp { title "Still there?" } }')
     peer = await h.open()
     await h.event(peer, "view")
     await h.engine.detach(peer)
@@ -193,7 +193,7 @@ async def test_wait_after_session_end_starts_when_the_session_ends(
     harness: Any,
 ) -> None:
     h = await harness(
-        'rule alert { when search where results == 0 wait 1h after session end '
+        "rule alert { when search where results == 0 wait 1h after session end "
         'push { title "We found {query}" } }'
     )
     peer = await h.open()
@@ -302,8 +302,8 @@ async def test_a_pending_timer_survives_a_restart_and_fires_when_overdue(
     clock = VirtualClock(T0)
     engine = Engine(rules, store, clock, fallback=RecordingTransport())
     await engine.start()
-    from tests.engine.conftest import Peer
     from sessionpush.store.base import Device
+    from tests.engine.conftest import Peer
 
     peer = Peer()
     await engine.open(peer, Device(app="default", user="u1", device_id="d"), "s1")

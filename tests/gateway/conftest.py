@@ -31,15 +31,21 @@ class Gateway:
     def pushes(self) -> list[dict[str, Any]]:
         if not self.outbox.exists():
             return []
-        return [msgspec.json.decode(line) for line in self.outbox.read_bytes().splitlines()]
+        return [
+            msgspec.json.decode(line) for line in self.outbox.read_bytes().splitlines()
+        ]
 
 
 async def send(ws: ClientConnection, frame: dict[str, Any] | str) -> None:
-    await ws.send(frame if isinstance(frame, str) else msgspec.json.encode(frame).decode())
+    await ws.send(
+        frame if isinstance(frame, str) else msgspec.json.encode(frame).decode()
+    )
 
 
 async def receive(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    frame: dict[str, Any] = msgspec.json.decode(await asyncio.wait_for(ws.recv(), timeout))
+    frame: dict[str, Any] = msgspec.json.decode(
+        await asyncio.wait_for(ws.recv(), timeout)
+    )
     return frame
 
 
@@ -61,8 +67,11 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(settings), log_config=None, lifespan="on",
-            ws_max_size=64 * 1024, ws_per_message_deflate=False,
+            create_app(settings),
+            log_config=None,
+            lifespan="on",
+            ws_max_size=64 * 1024,
+            ws_per_message_deflate=False,
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -28,7 +28,9 @@ async def test_hello_is_welcomed_and_each_event_acknowledged(gateway: Any) -> No
         assert welcome["type"] == "welcome"
         assert welcome["resumed"] is False
         assert len(welcome["session"]) == 32
-        await send(ws, {"type": "event", "name": "view", "props": {"price": 10}, "seq": 1})
+        await send(
+            ws, {"type": "event", "name": "view", "props": {"price": 10}, "seq": 1}
+        )
         assert await receive(ws) == {"type": "ack", "seq": 1}
 
 
