@@ -136,6 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sessionpush.gateway.app import Settings, create_app
+    from sessionpush.gateway.connection import HEARTBEAT_SECONDS
 
     settings = Settings(
         rules=tuple(args.rules or [DEFAULT_RULES]),
@@ -153,6 +154,10 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         ws_max_size=64 * 1024,
         ws_per_message_deflate=False,
+        # The interval the welcome frame announces; a half-open socket is
+        # closed within two of them.
+        ws_ping_interval=HEARTBEAT_SECONDS,
+        ws_ping_timeout=HEARTBEAT_SECONDS,
         lifespan="on",
     )
     return 0

@@ -297,7 +297,13 @@ class Engine:
             self._by_peer.pop(peer, None)
             peer.close(code, f"session ended: {reason}")
         session.peers.clear()
-        log.debug("session %s ended (%s)", session.id, reason)
+        log.info(
+            "session %s of %s/%s ended: %s",
+            session.id,
+            session.app,
+            session.user,
+            reason,
+        )
 
         empty: dict[str, Any] = {}
         for rule in self.rules.on_session_end(session):

@@ -28,9 +28,6 @@ class Deadline:
         self.ref = ref
         self.alive = True
 
-    def __lt__(self, other: Deadline) -> bool:
-        return (self.due, self.seq) < (other.due, other.seq)
-
     def __repr__(self) -> str:
         return f"Deadline({self.due!r}, {self.kind!r}, alive={self.alive})"
 
@@ -39,7 +36,9 @@ class DeadlineQueue:
     """Deadlines in due order; see the module docstring."""
 
     def __init__(self) -> None:
-        self._heap: list[Deadline] = []
+        # (due, seq, entry) tuples: tuples compare in C, an entry's own
+        # __lt__ would be a Python call per comparison.
+        self._heap: list[tuple[float, int, Deadline]] = []
         self._seq = itertools.count()
         self._alive = 0
 
@@ -48,8 +47,9 @@ class DeadlineQueue:
         return self._alive
 
     def push(self, due: float, kind: str, ref: Any) -> Deadline:
-        entry = Deadline(due, next(self._seq), kind, ref)
-        heapq.heappush(self._heap, entry)
+        seq = next(self._seq)
+        entry = Deadline(due, seq, kind, ref)
+        heapq.heappush(self._heap, (due, seq, entry))
         self._alive += 1
         return entry
 
@@ -61,16 +61,16 @@ class DeadlineQueue:
     def peek_due(self) -> float | None:
         """The due time of the earliest live deadline, or None."""
         heap = self._heap
-        while heap and not heap[0].alive:
+        while heap and not heap[0][2].alive:
             heapq.heappop(heap)
-        return heap[0].due if heap else None
+        return heap[0][0] if heap else None
 
     def pop_due(self, now: float) -> Deadline | None:
         """Remove and return the earliest live deadline due at or before now."""
         due = self.peek_due()
         if due is None or due > now:
             return None
-        entry = heapq.heappop(self._heap)
+        entry = heapq.heappop(self._heap)[2]
         entry.alive = False
         self._alive -= 1
         return entry
