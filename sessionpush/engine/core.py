@@ -14,8 +14,8 @@ Life of a trigger::
       -> no wait: send now
          wait D: durable timer in the store, due at trigger + D
          wait D after session end: held by the session until it ends
-      -> at fire time: suppression, consent, reachability, caps (taken
-         atomically), render, deliver               -> decision
+      -> at fire time: suppression, consent, reachability, the rendered
+         link, caps (taken atomically), deliver     -> decision
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from sessionpush.engine.clock import Clock, VirtualClock, iso
 from sessionpush.engine.deadlines import Deadline, DeadlineQueue
+from sessionpush.engine.links import link_problem
 from sessionpush.engine.rules import CompiledRule, RuleSet
 from sessionpush.engine.session import Session, SessionState
 from sessionpush.errors import SessionpushError
@@ -464,6 +465,12 @@ class Engine:
                 )
                 return
 
+        fields = rule.action.render(snapshot)
+        link = fields.get("link")
+        if link is not None and (problem := link_problem(link)) is not None:
+            await skip("failed", f"the link {link[:200]!r} is refused: {problem}")
+            return
+
         if rule.limits:
             caps = [
                 (lim.key(app, user, session, rule.name), lim.count, lim.since(now))
@@ -474,7 +481,6 @@ class Engine:
                 await skip("capped", f"{rule.limits[full].describe()} reached")
                 return
 
-        fields = rule.action.render(snapshot)
         message = OutboundMessage(
             id=uuid.uuid4().hex,
             app=app,
@@ -552,6 +558,9 @@ class Engine:
                 timer.triggered_at,
             )
         for live in list(self._by_user.get((app, user), ())):
+            # An open absence window has not triggered yet; the event that
+            # cancels its sends closes it too, on every session of the user.
+            live.absence.pop(rule.index, None)
             kept = []
             for held in live.after_end:
                 if held[0] is rule:

@@ -686,7 +686,7 @@ async def test_a_waiting_send_of_a_removed_rule_is_dropped(run: MakeEngine) -> N
 # known limitations
 
 
-async def test_an_unless_event_does_not_close_an_absence_window(
+async def test_an_unless_event_closes_an_open_absence_window(
     run: MakeEngine,
 ) -> None:
     h = await run(example("limitations"))
@@ -695,7 +695,7 @@ async def test_an_unless_event_does_not_close_an_absence_window(
     await h.at(60)
     await h.event(peer, "purchase")
     await h.at(120)
-    assert await sent_at(h, "pricing_help") == [120.0]
+    assert await sent_at(h, "pricing_help") == []
 
 
 async def test_an_absence_window_outlives_the_session(run: MakeEngine) -> None:
@@ -718,10 +718,16 @@ async def test_the_text_reads_the_current_cart_while_where_reads_the_previous(
     assert [m.title for m in h.outbox.sent] == ["Now b"]
 
 
-async def test_a_placeholder_can_turn_a_path_link_into_another_site(
+async def test_a_rendered_link_to_another_site_is_refused_at_send(
     run: MakeEngine,
 ) -> None:
     h = await run(example("limitations"))
     peer = await h.open()
     await h.event(peer, "share", path="/evil.example")
-    assert [m.link for m in h.outbox.sent] == ["//evil.example"]
+    assert h.outbox.sent == []
+    [decision] = await h.decisions("shared_page")
+    assert decision.decision == "failed"
+    assert decision.reason == (
+        "the link '//evil.example' is refused: "
+        "it starts with // and would go to another site"
+    )

@@ -1,0 +1,38 @@
+"""Where a rendered link may point, checked on the final text.
+
+``sessionpush check`` refuses bad links it can see in the rule; a template
+can still build one from event data (``link "/{path}"`` with a path of
+``/evil.example`` gives ``//evil.example``, another site). So the rendered
+link is checked again before anything is sent, the way a browser would read
+it: the WHATWG URL parser drops tabs and line breaks anywhere, and leading
+spaces and control characters, so ``java\\tscript:`` is still script.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["link_problem"]
+
+_SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
+_FORBIDDEN = frozenset({"javascript", "data", "vbscript", "file", "blob"})
+_LEADING = "".join(map(chr, range(33)))
+
+
+def link_problem(link: str) -> str | None:
+    """Why ``link`` may not be sent, or None when it is an https URL, an
+    app link such as ``shop://cart``, or a path on the app's own site."""
+    seen = re.sub(r"[\t\n\r]", "", link).lstrip(_LEADING)
+    match = _SCHEME.match(seen.lower())
+    if match is None:
+        if seen.startswith(("//", "/\\", "\\")):
+            return "it starts with // and would go to another site"
+        if not seen.startswith("/"):
+            return "it is neither a URL nor a path"
+        return None
+    scheme = match.group(1)
+    if scheme in _FORBIDDEN:
+        return f"'{scheme}:' links run code or carry content"
+    if scheme == "http":
+        return "it uses http, not https"
+    return None
