@@ -90,7 +90,11 @@ class PushService:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append(
-            Received(request.path, dict(request.headers), await request.read())
+            Received(
+                request.path,
+                {k.lower(): v for k, v in request.headers.items()},
+                await request.read(),
+            )
         )
         index = min(len(self.received), len(self.script)) - 1
         status, headers = self.script[index]
