@@ -755,8 +755,7 @@ class SQLiteStore:
     async def sent_message(self, message_id: str) -> SentMessage | None:
         rows = self._read(
             "read a message",
-            "SELECT id, app, user, rule, channel, at, link FROM messages"
-            " WHERE id = ?",
+            "SELECT id, app, user, rule, channel, at, link FROM messages WHERE id = ?",
             (message_id,),
         )
         if not rows:

@@ -70,8 +70,7 @@ def check_endpoint(url: str, *, allow_loopback: bool = False) -> str:
         return url
     if parts.scheme != "https":
         raise EndpointRefused(
-            f"endpoint scheme is {parts.scheme!r}; RFC 8030 section 8 requires "
-            "'https'"
+            f"endpoint scheme is {parts.scheme!r}; RFC 8030 section 8 requires 'https'"
         )
     try:
         address = ipaddress.ip_address(host.strip("[]"))

@@ -205,9 +205,7 @@ class DeliveryQueue:
         self, transport: Transport, message: OutboundMessage, target: Subscription
     ) -> DeliveryResult:
         try:
-            return await asyncio.wait_for(
-                transport.send(message, target), self.timeout
-            )
+            return await asyncio.wait_for(transport.send(message, target), self.timeout)
         except TimeoutError:
             return DeliveryResult(
                 ok=False,

@@ -142,7 +142,9 @@ def to_subscription(
     else:
         token = registration.token
         if token is None:
-            raise InvalidSubscription("$.token", f"a {channel} registration needs a token")
+            raise InvalidSubscription(
+                "$.token", f"a {channel} registration needs a token"
+            )
         if channel == "apns":
             if not _HEX.fullmatch(token):
                 raise InvalidSubscription(

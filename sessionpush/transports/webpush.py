@@ -176,7 +176,9 @@ class WebPushTransport:
         try:
             pusher = WebPusher(
                 subscription.data,
-                aiohttp_session=cast(aiohttp.ClientSession, _NoRedirects(self._client())),
+                aiohttp_session=cast(
+                    aiohttp.ClientSession, _NoRedirects(self._client())
+                ),
             )
             response = await pusher.send_async(
                 data=body,

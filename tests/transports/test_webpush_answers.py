@@ -56,7 +56,10 @@ async def deliver(
 
 
 async def test_201_records_delivered_and_keeps_the_subscription(
-    queue: DeliveryQueue, store: SQLiteStore, push_service: PushService, browser: Browser
+    queue: DeliveryQueue,
+    store: SQLiteStore,
+    push_service: PushService,
+    browser: Browser,
 ) -> None:
     outcomes = await deliver(queue, store, push_service.url(), browser)
 
@@ -69,7 +72,10 @@ async def test_201_records_delivered_and_keeps_the_subscription(
 
 
 async def test_the_vapid_token_names_the_endpoint_origin_and_expires_within_12_hours(
-    queue: DeliveryQueue, store: SQLiteStore, push_service: PushService, browser: Browser
+    queue: DeliveryQueue,
+    store: SQLiteStore,
+    push_service: PushService,
+    browser: Browser,
 ) -> None:
     await deliver(queue, store, push_service.url(), browser)
 
@@ -99,7 +105,10 @@ async def test_a_gone_answer_deletes_the_subscription(
 
 
 async def test_a_410_for_an_old_endpoint_keeps_the_device_s_new_subscription(
-    queue: DeliveryQueue, store: SQLiteStore, push_service: PushService, browser: Browser
+    queue: DeliveryQueue,
+    store: SQLiteStore,
+    push_service: PushService,
+    browser: Browser,
 ) -> None:
     push_service.script = [(410, {})]
     old = browser.subscription(push_service.url("/push/old"))
@@ -116,7 +125,10 @@ async def test_a_410_for_an_old_endpoint_keeps_the_device_s_new_subscription(
 
 
 async def test_413_fails_the_message_and_keeps_the_subscription(
-    queue: DeliveryQueue, store: SQLiteStore, push_service: PushService, browser: Browser
+    queue: DeliveryQueue,
+    store: SQLiteStore,
+    push_service: PushService,
+    browser: Browser,
 ) -> None:
     push_service.script = [(413, {})]
 
@@ -165,7 +177,10 @@ async def test_5xx_backs_off_exponentially_then_gives_up(
 
 
 async def test_a_redirect_is_not_followed(
-    queue: DeliveryQueue, store: SQLiteStore, push_service: PushService, browser: Browser
+    queue: DeliveryQueue,
+    store: SQLiteStore,
+    push_service: PushService,
+    browser: Browser,
 ) -> None:
     push_service.script = [(307, {"Location": push_service.url("/elsewhere")})]
 
@@ -176,7 +191,10 @@ async def test_a_redirect_is_not_followed(
 
 
 async def test_the_same_trigger_submitted_twice_reaches_the_device_once(
-    queue: DeliveryQueue, store: SQLiteStore, push_service: PushService, browser: Browser
+    queue: DeliveryQueue,
+    store: SQLiteStore,
+    push_service: PushService,
+    browser: Browser,
 ) -> None:
     subscription = browser.subscription(push_service.url())
     await store.add_subscription(subscription)
@@ -191,7 +209,10 @@ async def test_the_same_trigger_submitted_twice_reaches_the_device_once(
 
 
 async def test_urgency_and_topic_come_from_the_message(
-    queue: DeliveryQueue, store: SQLiteStore, push_service: PushService, browser: Browser
+    queue: DeliveryQueue,
+    store: SQLiteStore,
+    push_service: PushService,
+    browser: Browser,
 ) -> None:
     subscription = browser.subscription(push_service.url())
     await queue.submit(
@@ -205,7 +226,10 @@ async def test_urgency_and_topic_come_from_the_message(
 
 
 async def test_a_topic_longer_than_32_characters_fails_without_a_request(
-    queue: DeliveryQueue, store: SQLiteStore, push_service: PushService, browser: Browser
+    queue: DeliveryQueue,
+    store: SQLiteStore,
+    push_service: PushService,
+    browser: Browser,
 ) -> None:
     subscription = browser.subscription(push_service.url())
     await queue.submit(message(collapse="c" * 33), [subscription], "k")

@@ -49,7 +49,10 @@ def test_pywebpush_encode_reproduces_the_rfc_8291_appendix_a_example(
     )
     monkeypatch.setattr(http_ece.os, "urandom", lambda n: unb64(SALT))
     pusher = pywebpush.WebPusher(
-        {"endpoint": "https://push.example/x", "keys": {"p256dh": UA_PUBLIC, "auth": AUTH}}
+        {
+            "endpoint": "https://push.example/x",
+            "keys": {"p256dh": UA_PUBLIC, "auth": AUTH},
+        }
     )
 
     encoded = pusher.encode(PLAINTEXT, "aes128gcm")
@@ -63,7 +66,10 @@ def test_the_rfc_example_decrypts_back_to_the_watermelon() -> None:
         ec.SECP256R1(),
     )
     plain = http_ece.decrypt(
-        unb64(BODY), private_key=ua_private, auth_secret=unb64(AUTH), version="aes128gcm"
+        unb64(BODY),
+        private_key=ua_private,
+        auth_secret=unb64(AUTH),
+        version="aes128gcm",
     )
     assert plain == PLAINTEXT
 
@@ -75,7 +81,9 @@ def padded_to(size: int) -> dict[str, object]:
 
 
 def signer() -> VapidSigner:
-    return VapidSigner(ec.generate_private_key(ec.SECP256R1()), "mailto:ops@shop.example")
+    return VapidSigner(
+        ec.generate_private_key(ec.SECP256R1()), "mailto:ops@shop.example"
+    )
 
 
 async def test_a_3993_byte_plaintext_is_sent_as_a_4096_byte_body(
