@@ -53,7 +53,7 @@ class PushSubscriptionJSON(msgspec.Struct, forbid_unknown_fields=True):
 
     endpoint: Annotated[str, msgspec.Meta(max_length=2048)]
     keys: PushSubscriptionKeys
-    expirationTime: float | None = None  # noqa: N815 - the browser's name
+    expirationTime: float | None = None
 
 
 class Registration(msgspec.Struct, forbid_unknown_fields=True):

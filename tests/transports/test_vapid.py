@@ -66,7 +66,7 @@ def test_a_token_is_renewed_once_half_its_life_has_passed() -> None:
     "subject", ["ops@shop.example", "http://shop.example", "mailto:"]
 )
 def test_a_subject_that_is_not_mailto_or_https_refuses_to_start(subject: str) -> None:
-    with pytest.raises(ConfigError, match="webpush.subject"):
+    with pytest.raises(ConfigError, match=r"webpush\.subject"):
         VapidSigner(ec.generate_private_key(ec.SECP256R1()), subject)
 
 
@@ -92,6 +92,6 @@ def test_a_generated_key_file_loads_back_with_the_same_public_key(
 
 def test_a_missing_key_file_names_the_setting_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match="webpush.keys_dir.*sessionpush keys generate"
+        ConfigError, match=r"webpush\.keys_dir.*sessionpush keys generate"
     ):
         load_key_file(tmp_path / "nope.pem", "webpush.keys_dir")
