@@ -88,6 +88,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--grace", type=_seconds, default=30.0, help="seconds")
     serve.add_argument("--idle", type=_seconds, default=1800.0, help="seconds")
+    serve.add_argument(
+        "--delivery-config",
+        default=os.environ.get("SESSIONPUSH_DELIVERY_CONFIG"),
+        metavar="FILE",
+        help="TOML file with push provider credentials (docs/delivery.md; "
+        "default $SESSIONPUSH_DELIVERY_CONFIG, else pushes go to the outbox)",
+    )
+    serve.add_argument(
+        "--admin-key",
+        default=os.environ.get("SESSIONPUSH_ADMIN_KEY"),
+        metavar="KEY",
+        help="key that HTTP endpoints changing state require as 'Authorization: "
+        "Bearer KEY' (default $SESSIONPUSH_ADMIN_KEY)",
+    )
+
+    keys = sub.add_parser("keys", help="manage provider keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    generate = keys_sub.add_parser(
+        "generate", help="write a new VAPID key pair for an app's Web Push"
+    )
+    generate.add_argument("--app", default="default", help="the app the key is for")
+    generate.add_argument(
+        "--dir", default="keys", help="where <app>.pem goes (webpush.keys_dir)"
+    )
 
     check = sub.add_parser("check", help="check .rules files and directories")
     check.add_argument("paths", nargs="+", metavar="PATH")
@@ -120,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "keys":
+            return _keys_generate(args)
         if args.command == "check":
             from sessionpush.dsl.load import run_check
 
@@ -145,6 +171,8 @@ def _serve(args: argparse.Namespace) -> int:
         clock=args.clock,
         grace=args.grace,
         idle=args.idle,
+        delivery_config=args.delivery_config,
+        admin_key=args.admin_key,
     )
     app = create_app(settings)
     uvicorn.run(
@@ -160,6 +188,23 @@ def _serve(args: argparse.Namespace) -> int:
         ws_ping_timeout=HEARTBEAT_SECONDS,
         lifespan="on",
     )
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    from sessionpush.errors import ConfigError
+    from sessionpush.transports.vapid import generate_key_file, public_key_b64
+
+    path = Path(args.dir) / f"{args.app}.pem"
+    try:
+        key = generate_key_file(path)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} exists already; a new key unsubscribes every browser "
+            "subscribed with the old one, so remove the file yourself if you mean it"
+        ) from None
+    print(f"wrote the private key to {path} (keep it secret)")
+    print(f"public key (applicationServerKey): {public_key_b64(key)}")
     return 0
 
 

@@ -24,7 +24,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sessionpush.engine.clock import Clock, VirtualClock, iso
 from sessionpush.engine.deadlines import Deadline, DeadlineQueue
@@ -34,6 +34,9 @@ from sessionpush.engine.session import Session, SessionState
 from sessionpush.errors import SessionpushError
 from sessionpush.store.base import Decision, Device, PendingTimer, Store
 from sessionpush.transports.base import OutboundMessage, Transport
+
+if TYPE_CHECKING:
+    from sessionpush.transports.queue import DeliveryQueue
 
 __all__ = [
     "CLOSE_ENDED",
@@ -79,6 +82,7 @@ class Engine:
         *,
         transports: Mapping[str, Transport] | None = None,
         fallback: Transport | None = None,
+        delivery: DeliveryQueue | None = None,
         grace: float = 30.0,
         idle: float = 1800.0,
     ) -> None:
@@ -86,7 +90,12 @@ class Engine:
         self.store = store
         self.clock = clock
         self.transports = dict(transports or {})
+        if delivery is not None:
+            self.transports.update(delivery.transports)
         self.fallback = fallback
+        #: Provider sends go through this queue (in the background, with
+        #: retries and an idempotency key) instead of inline.
+        self.delivery = delivery
         self.grace = grace
         self.idle = idle
         self._queue = DeadlineQueue()
@@ -502,7 +511,7 @@ class Engine:
                 f"delivered to {delivered} of {len(peers)} sockets",
             )
         else:
-            ok, detail = await self._push_out(message, targets)
+            ok, detail = await self._push_out(message, targets, triggered_at)
         await self._decide(
             app,
             rule.name,
@@ -516,9 +525,16 @@ class Engine:
         )
 
     async def _push_out(
-        self, message: OutboundMessage, targets: list[Any]
+        self, message: OutboundMessage, targets: list[Any], triggered_at: float
     ) -> tuple[bool, str]:
         """Send to every target; the reason names who took it or why not."""
+        if targets and self.delivery is not None:
+            from sessionpush.transports.queue import idempotency_key
+
+            key = idempotency_key(
+                message.app, message.user, message.rule, message.session, triggered_at
+            )
+            return await self.delivery.submit(message, targets, key)
         if not targets:
             assert self.fallback is not None
             pairs = [(self.fallback, None)]

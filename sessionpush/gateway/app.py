@@ -4,6 +4,9 @@ Routes:
 
 - ``GET /healthz``: liveness, with the rule set version and counts.
 - ``WS /v1/session``: the session protocol (``docs/protocol.md``).
+- Push delivery: ``PUT /v1/users/{user}/devices/{device}``,
+  ``GET /v1/vapid-public-key``, ``GET /r/{message_id}`` (see
+  :mod:`sessionpush.gateway.push_api`).
 - ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
   clock on until no timer is pending and return every decision as JSON
   lines, so that ``replay --via`` can compare a gateway run with an
@@ -29,8 +32,10 @@ from sessionpush.dsl import load_ruleset
 from sessionpush.engine.clock import Clock, VirtualClock, WallClock
 from sessionpush.engine.core import Engine
 from sessionpush.gateway.connection import serve_connection
+from sessionpush.gateway.push_api import push_routes
 from sessionpush.replay.decisions import decision_record
 from sessionpush.store import open_store
+from sessionpush.transports.config import build_queue, load_config
 from sessionpush.transports.outbox import Outbox
 
 __all__ = ["Settings", "create_app"]
@@ -48,6 +53,10 @@ class Settings:
     clock: str = "wall"
     grace: float = 30.0
     idle: float = 1800.0
+    #: TOML file with provider credentials (docs/delivery.md); None: outbox only.
+    delivery_config: str | None = None
+    #: Key that HTTP endpoints changing state require (``--admin-key``).
+    admin_key: str | None = None
 
 
 async def _run_timers(engine: Engine) -> None:
@@ -70,6 +79,12 @@ async def _run_timers(engine: Engine) -> None:
 def create_app(settings: Settings) -> Starlette:
     """Build the gateway app; rules and store open when the app starts."""
     rules = load_ruleset(list(settings.rules))
+    # Read at creation, so that a bad config refuses to start before serving.
+    delivery_config = (
+        None
+        if settings.delivery_config is None
+        else load_config(settings.delivery_config)
+    )
     clock: Clock = VirtualClock() if settings.clock == "playback" else WallClock()
     state: dict[str, Engine] = {}
 
@@ -78,11 +93,17 @@ def create_app(settings: Settings) -> Starlette:
         store = open_store(settings.store)
         await store.open()
         outbox = Outbox(settings.outbox)
+        delivery = (
+            None
+            if delivery_config is None
+            else build_queue(delivery_config, store, clock)
+        )
         engine = Engine(
             rules,
             store,
             clock,
             fallback=outbox,
+            delivery=delivery,
             grace=settings.grace,
             idle=settings.idle,
         )
@@ -106,6 +127,10 @@ def create_app(settings: Settings) -> Starlette:
                 timers.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await timers
+            if delivery is not None:
+                await delivery.close()
+                for transport in delivery.transports.values():
+                    await transport.close()
             await outbox.close()
             await store.close()
             log.info("gateway stopped")
@@ -123,7 +148,9 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     async def session(websocket: WebSocket) -> None:
-        await serve_connection(websocket, state["engine"])
+        await serve_connection(
+            websocket, state["engine"], allow_loopback=allow_loopback()
+        )
 
     async def drain(request: Request) -> Response:
         engine = state["engine"]
@@ -134,9 +161,16 @@ def create_app(settings: Settings) -> Starlette:
         )
         return Response(lines, media_type="application/x-ndjson")
 
+    def allow_loopback() -> bool:
+        return (
+            delivery_config is not None
+            and delivery_config.delivery.allow_loopback_endpoints
+        )
+
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         WebSocketRoute("/v1/session", session),
+        *push_routes(lambda: state["engine"], settings.admin_key, allow_loopback),
     ]
     if clock.virtual:
         routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))

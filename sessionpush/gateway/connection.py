@@ -27,10 +27,17 @@ from sessionpush.gateway.protocol import (
     Event,
     Hello,
     ProtocolError,
+    Subscribe,
     decode_frame,
     encode_frame,
 )
+from sessionpush.gateway.push_api import record_engagement
 from sessionpush.store.base import Device
+from sessionpush.transports.subscriptions import (
+    InvalidSubscription,
+    Registration,
+    to_subscription,
+)
 
 __all__ = ["Connection", "serve_connection"]
 
@@ -49,6 +56,8 @@ class Connection:
         self._outbound: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(queue_size)
         self.closing = False
         self.said_bye = False
+        #: Testing only: accept Web Push endpoints on loopback.
+        self.allow_loopback = False
 
     def deliver(self, frame: dict[str, Any]) -> bool:
         if self.closing:
@@ -88,10 +97,13 @@ class Connection:
                 return
 
 
-async def serve_connection(websocket: WebSocket, engine: Engine) -> None:
+async def serve_connection(
+    websocket: WebSocket, engine: Engine, *, allow_loopback: bool = False
+) -> None:
     """Run one client connection to its end."""
     await websocket.accept()
     conn = Connection(websocket)
+    conn.allow_loopback = allow_loopback
     writer = asyncio.create_task(conn.write_loop())
     try:
         while not conn.closing:
@@ -131,6 +143,8 @@ async def _handle(conn: Connection, engine: Engine, data: str | bytes) -> None:
             await engine.advance(frame.ts / 1000.0)
         if isinstance(frame, Event):
             seq = frame.seq
+            if frame.name == "push_opened":
+                await _opened(conn, engine, frame.props)
             await engine.event(conn, frame.name, frame.props)
             conn.deliver({"type": "ack", "seq": seq})
         elif isinstance(frame, Hello):
@@ -147,6 +161,8 @@ async def _handle(conn: Connection, engine: Engine, data: str | bytes) -> None:
                 raise NoSessionError("send hello before consent")
             await engine.store.set_consent(session.app, session.user, frame.granted)
             conn.deliver({"type": "ack", "seq": None})
+        elif isinstance(frame, Subscribe):
+            await _subscribe(conn, engine, frame)
     except ProtocolError as exc:
         conn.deliver(
             {"type": "error", "code": exc.code, "message": exc.message, "seq": seq}
@@ -155,6 +171,40 @@ async def _handle(conn: Connection, engine: Engine, data: str | bytes) -> None:
         conn.deliver(
             {"type": "error", "code": "no_session", "message": str(exc), "seq": seq}
         )
+
+
+async def _subscribe(conn: Connection, engine: Engine, frame: Subscribe) -> None:
+    session = engine.session_of(conn)
+    if session is None:
+        raise NoSessionError("send hello before subscribe")
+    registration = Registration(
+        channel=frame.channel,
+        subscription=frame.subscription,
+        token=frame.token,
+        environment=frame.environment,
+    )
+    try:
+        subscription = to_subscription(
+            registration,
+            app=session.app,
+            user=session.user,
+            device_id=str(session.device["id"]),
+            now=engine.clock.now(),
+            allow_loopback=conn.allow_loopback,
+        )
+    except InvalidSubscription as exc:
+        raise ProtocolError("invalid_subscription", str(exc)) from exc
+    await engine.store.add_subscription(subscription)
+    conn.deliver({"type": "ack", "seq": None})
+
+
+async def _opened(conn: Connection, engine: Engine, props: dict[str, Any]) -> None:
+    """``push_opened`` with ``{"message": id}``: count the open of a push the
+    user was sent; the event still goes to the rules like any other."""
+    session = engine.session_of(conn)
+    message_id = props.get("message")
+    if session is not None and isinstance(message_id, str):
+        await record_engagement(engine, message_id, session.app, session.user, "opened")
 
 
 async def _hello(conn: Connection, engine: Engine, hello: Hello) -> None:

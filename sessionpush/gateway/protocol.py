@@ -9,11 +9,12 @@ reference for SDK authors; keep the two in step.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from sessionpush.errors import SessionpushError
+from sessionpush.transports.subscriptions import PushSubscriptionJSON
 
 __all__ = [
     "Bye",
@@ -24,6 +25,7 @@ __all__ = [
     "Event",
     "Hello",
     "ProtocolError",
+    "Subscribe",
     "decode_frame",
     "encode_frame",
 ]
@@ -98,7 +100,18 @@ class Consent(_Frame, tag="consent"):
     ts: Millis | None = None
 
 
-ClientFrame = Hello | Event | End | Bye | Consent
+class Subscribe(_Frame, tag="subscribe"):
+    """Register this device for pushes: a Web Push subscription (the
+    browser's ``PushSubscription.toJSON()``) or an APNs or FCM token."""
+
+    channel: Literal["webpush", "apns", "fcm"]
+    subscription: PushSubscriptionJSON | None = None
+    token: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    environment: Literal["production", "sandbox"] = "production"
+    ts: Millis | None = None
+
+
+ClientFrame = Hello | Event | End | Bye | Consent | Subscribe
 
 _decoder = msgspec.json.Decoder(ClientFrame)
 _encoder = msgspec.json.Encoder()

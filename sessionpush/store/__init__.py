@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 
 from sessionpush.store.base import (
     Decision,
+    DeliveryOutcome,
     Device,
     PendingTimer,
+    SentMessage,
     Store,
     Subscription,
     UserProfile,
@@ -23,8 +25,10 @@ from sessionpush.store.sqlite import SQLiteStore
 
 __all__ = [
     "Decision",
+    "DeliveryOutcome",
     "Device",
     "PendingTimer",
+    "SentMessage",
     "Store",
     "StoreError",
     "Subscription",

@@ -20,8 +20,10 @@ import msgspec
 
 __all__ = [
     "Decision",
+    "DeliveryOutcome",
     "Device",
     "PendingTimer",
+    "SentMessage",
     "Store",
     "Subscription",
     "UserProfile",
@@ -46,6 +48,8 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
 
     ``channel`` names the transport (``webpush``, ``apns``, ``fcm``);
     ``data`` holds what that transport needs (endpoint and keys, or token).
+    ``created_at`` is when it was last registered: an answer about an older
+    registration must not remove a newer one.
     """
 
     app: str
@@ -54,6 +58,11 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     channel: str
     data: dict[str, Any]
     created_at: float = 0.0
+
+    @property
+    def address(self) -> str:
+        """What the provider knows the device by: the endpoint or the token."""
+        return str(self.data.get("endpoint") or self.data.get("token") or "")
 
 
 class UserProfile(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +113,40 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     message: dict[str, Any] | None = None
 
 
+class SentMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message handed to a provider, kept for click and open tracking."""
+
+    id: str
+    app: str
+    user: str
+    rule: str
+    channel: str
+    at: float
+    link: str | None = None
+
+
+class DeliveryOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One step in the life of one message to one device.
+
+    ``outcome`` is ``sent`` (handed to the queue), ``delivered`` (the
+    provider accepted it), ``retry`` (the provider asked to wait until
+    ``retry_at``), ``failed`` (with ``reason``), ``unsubscribed`` (the
+    provider said the device is gone; its subscription was removed or
+    disabled), ``opened`` or ``clicked``.
+    """
+
+    message_id: str
+    app: str
+    user: str
+    rule: str
+    channel: str
+    outcome: str
+    at: float
+    device_id: str | None = None
+    reason: str = ""
+    retry_at: float | None = None
+
+
 class Store(Protocol):
     """Durable state behind one interface; see the module docstring."""
 
@@ -130,7 +173,40 @@ class Store(Protocol):
     async def add_subscription(self, subscription: Subscription) -> None:
         """Add or replace the subscription of one device on one channel."""
 
-    async def subscriptions(self, app: str, user: str) -> list[Subscription]: ...
+    async def subscriptions(self, app: str, user: str) -> list[Subscription]:
+        """The user's subscriptions that are not disabled."""
+
+    async def remove_subscription(
+        self, app: str, user: str, device_id: str, channel: str, address: str
+    ) -> bool:
+        """Delete a subscription if it still has ``address``; True if deleted.
+
+        A device that registered again with a new endpoint or token keeps it
+        even when an answer about its old one arrives late.
+        """
+
+    async def disable_subscription(
+        self,
+        app: str,
+        user: str,
+        device_id: str,
+        channel: str,
+        address: str,
+        reason: str,
+        registered_before: float | None = None,
+    ) -> bool:
+        """Stop sending to a subscription that still has ``address``.
+
+        With ``registered_before``, only a subscription registered at or
+        before that time is disabled (APNs: a token registered again after
+        the provider's answer stays). Registering it again with
+        :meth:`add_subscription` enables it. True if it was disabled.
+        """
+
+    async def disabled_subscriptions(
+        self, app: str, user: str
+    ) -> list[tuple[Subscription, str]]:
+        """The user's disabled subscriptions, each with the reason."""
 
     # caps
 
@@ -177,6 +253,29 @@ class Store(Protocol):
 
     async def pending_timers(self) -> list[PendingTimer]:
         """Every pending timer, earliest due first (for start-up)."""
+
+    # delivery
+
+    async def claim_send(self, key: str, message_id: str, at: float) -> str | None:
+        """Claim an idempotency key for one message, atomically.
+
+        Returns ``None`` when the key was free and is now ``message_id``'s,
+        else the id of the message that claimed it first (do not send again).
+        """
+
+    async def record_message(self, message: SentMessage) -> None:
+        """Keep a message that was handed to a provider."""
+
+    async def sent_message(self, message_id: str) -> SentMessage | None:
+        """The message with that id, if it was ever handed to a provider."""
+
+    async def record_outcome(self, outcome: DeliveryOutcome) -> None:
+        """Append one delivery outcome."""
+
+    async def outcomes(
+        self, message_id: str | None = None, app: str | None = None
+    ) -> list[DeliveryOutcome]:
+        """Recorded outcomes in the order they were recorded."""
 
     # decisions
 

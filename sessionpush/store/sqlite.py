@@ -38,8 +38,10 @@ import msgspec
 
 from sessionpush.store.base import (
     Decision,
+    DeliveryOutcome,
     Device,
     PendingTimer,
+    SentMessage,
     Subscription,
     UserProfile,
 )
@@ -49,7 +51,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger("sessionpush.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The newest schema this code knows; ``open()`` refuses anything newer."""
 
 # UPSERT (ON CONFLICT ... DO UPDATE) arrived in SQLite 3.24.0; RETURNING in
@@ -151,10 +153,53 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX decisions_app_user ON decisions (app, user)",
     ),
+    (
+        # Delivery: disabled subscriptions stay (with why) so that an
+        # operator can see them; idempotency keys, sent messages (for click
+        # redirects) and the outcome log.
+        "ALTER TABLE subscriptions ADD COLUMN disabled TEXT",
+        """
+        CREATE TABLE send_keys (
+            key TEXT PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE messages (
+            id TEXT PRIMARY KEY,
+            app TEXT NOT NULL,
+            user TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            at REAL NOT NULL,
+            link TEXT
+        )
+        """,
+        """
+        CREATE TABLE outcomes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            message_id TEXT NOT NULL,
+            app TEXT NOT NULL,
+            user TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            at REAL NOT NULL,
+            device_id TEXT,
+            reason TEXT NOT NULL,
+            retry_at REAL
+        )
+        """,
+        "CREATE INDEX outcomes_message ON outcomes (message_id)",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION  # a bug in this file, not user input
 
 _TIMER_COLUMNS = "seq, timer_id, app, user, session, rule, due, triggered_at, context"
+_OUTCOME_COLUMNS = (
+    "message_id, app, user, rule, channel, outcome, at, device_id, reason, retry_at"
+)
 _DECISION_COLUMNS = (
     "app, rule, user, session, decision, reason, at, channel, triggered_at, message"
 )
@@ -446,7 +491,8 @@ class SQLiteStore:
                 VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (app, user, device_id, channel) DO UPDATE SET
                     data = excluded.data,
-                    created_at = excluded.created_at
+                    created_at = excluded.created_at,
+                    disabled = NULL
                 """,
                 (
                     subscription.app,
@@ -459,24 +505,61 @@ class SQLiteStore:
             )
 
     async def subscriptions(self, app: str, user: str) -> list[Subscription]:
-        """The user's subscriptions, in the order they were first added."""
+        """The user's enabled subscriptions, in the order first added."""
         rows = self._read(
             "read subscriptions",
             "SELECT device_id, channel, data, created_at FROM subscriptions"
-            " WHERE app = ? AND user = ? ORDER BY id",
+            " WHERE app = ? AND user = ? AND disabled IS NULL ORDER BY id",
             (app, user),
         )
-        return [
-            Subscription(
-                app=app,
-                user=user,
-                device_id=device_id,
-                channel=channel,
-                data=_decode_object(data),
-                created_at=created_at,
+        return [_subscription(app, user, row) for row in rows]
+
+    async def disabled_subscriptions(
+        self, app: str, user: str
+    ) -> list[tuple[Subscription, str]]:
+        """The user's disabled subscriptions with the reason, oldest first."""
+        rows = self._read(
+            "read subscriptions",
+            "SELECT device_id, channel, data, created_at, disabled"
+            " FROM subscriptions WHERE app = ? AND user = ?"
+            " AND disabled IS NOT NULL ORDER BY id",
+            (app, user),
+        )
+        return [(_subscription(app, user, row[:4]), row[4]) for row in rows]
+
+    async def remove_subscription(
+        self, app: str, user: str, device_id: str, channel: str, address: str
+    ) -> bool:
+        """Delete the subscription if its endpoint or token is ``address``."""
+        with self._write("remove a subscription") as conn:
+            row = _subscription_row(conn, app, user, device_id, channel)
+            if row is None or _address(row[1]) != address:
+                return False
+            conn.execute("DELETE FROM subscriptions WHERE id = ?", (row[0],))
+            return True
+
+    async def disable_subscription(
+        self,
+        app: str,
+        user: str,
+        device_id: str,
+        channel: str,
+        address: str,
+        reason: str,
+        registered_before: float | None = None,
+    ) -> bool:
+        """Disable the subscription if it still has ``address`` and, with
+        ``registered_before``, was registered at or before that time."""
+        with self._write("disable a subscription") as conn:
+            row = _subscription_row(conn, app, user, device_id, channel)
+            if row is None or _address(row[1]) != address:
+                return False
+            if registered_before is not None and row[2] > registered_before:
+                return False
+            conn.execute(
+                "UPDATE subscriptions SET disabled = ? WHERE id = ?", (reason, row[0])
             )
-            for device_id, channel, data, created_at in rows
-        ]
+            return True
 
     # caps
 
@@ -635,6 +718,113 @@ class SQLiteStore:
         )
         return _timers(rows)
 
+    # delivery
+
+    async def claim_send(self, key: str, message_id: str, at: float) -> str | None:
+        """Claim ``key`` for ``message_id``; the earlier owner's id if taken."""
+        with self._write("claim an idempotency key") as conn:
+            row = conn.execute(
+                "SELECT message_id FROM send_keys WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                owner: str = row[0]
+                return owner
+            conn.execute(
+                "INSERT INTO send_keys (key, message_id, at) VALUES (?, ?, ?)",
+                (key, message_id, at),
+            )
+            return None
+
+    async def record_message(self, message: SentMessage) -> None:
+        """Keep a sent message (its link answers ``GET /r/{id}``)."""
+        with self._write("record a message") as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO messages (id, app, user, rule, channel, at,"
+                " link) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.id,
+                    message.app,
+                    message.user,
+                    message.rule,
+                    message.channel,
+                    message.at,
+                    message.link,
+                ),
+            )
+
+    async def sent_message(self, message_id: str) -> SentMessage | None:
+        rows = self._read(
+            "read a message",
+            "SELECT id, app, user, rule, channel, at, link FROM messages WHERE id = ?",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return SentMessage(
+            id=row[0],
+            app=row[1],
+            user=row[2],
+            rule=row[3],
+            channel=row[4],
+            at=row[5],
+            link=row[6],
+        )
+
+    async def record_outcome(self, outcome: DeliveryOutcome) -> None:
+        """Append one delivery outcome."""
+        with self._write("record an outcome") as conn:
+            conn.execute(
+                f"INSERT INTO outcomes ({_OUTCOME_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    outcome.message_id,
+                    outcome.app,
+                    outcome.user,
+                    outcome.rule,
+                    outcome.channel,
+                    outcome.outcome,
+                    outcome.at,
+                    outcome.device_id,
+                    outcome.reason,
+                    outcome.retry_at,
+                ),
+            )
+
+    async def outcomes(
+        self, message_id: str | None = None, app: str | None = None
+    ) -> list[DeliveryOutcome]:
+        """Recorded outcomes, oldest first, of one message or one app."""
+        clauses: list[str] = []
+        params: list[str] = []
+        if message_id is not None:
+            clauses.append("message_id = ?")
+            params.append(message_id)
+        if app is not None:
+            clauses.append("app = ?")
+            params.append(app)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            "list outcomes",
+            f"SELECT {_OUTCOME_COLUMNS} FROM outcomes{where} ORDER BY id",
+            params,
+        )
+        return [
+            DeliveryOutcome(
+                message_id=row[0],
+                app=row[1],
+                user=row[2],
+                rule=row[3],
+                channel=row[4],
+                outcome=row[5],
+                at=row[6],
+                device_id=row[7],
+                reason=row[8],
+                retry_at=row[9],
+            )
+            for row in rows
+        ]
+
     # decisions
 
     async def record_decision(self, decision: Decision) -> None:
@@ -722,6 +912,34 @@ def _delete_returning(
     found = rows.fetchall()
     conn.execute(f"DELETE FROM {table} WHERE {where}", params)
     return found
+
+
+def _subscription(app: str, user: str, row: Sequence[Any]) -> Subscription:
+    device_id, channel, data, created_at = row
+    return Subscription(
+        app=app,
+        user=user,
+        device_id=device_id,
+        channel=channel,
+        data=_decode_object(data),
+        created_at=created_at,
+    )
+
+
+def _subscription_row(
+    conn: sqlite3.Connection, app: str, user: str, device_id: str, channel: str
+) -> Any:
+    """``(id, data, created_at)`` of one subscription, or None."""
+    return conn.execute(
+        "SELECT id, data, created_at FROM subscriptions"
+        " WHERE app = ? AND user = ? AND device_id = ? AND channel = ?",
+        (app, user, device_id, channel),
+    ).fetchone()
+
+
+def _address(data: str) -> str:
+    decoded = _decode_object(data)
+    return str(decoded.get("endpoint") or decoded.get("token") or "")
 
 
 def _timers(rows: list[Any]) -> list[PendingTimer]:

@@ -5,17 +5,22 @@ A transport owns one channel (``webpush``, ``apns``, ``fcm``, ``webhook``,
 the :class:`~sessionpush.store.base.Subscription` to send to, and answers with
 a :class:`DeliveryResult`; it never raises for a provider's refusal, because
 a refusal is an outcome to record, not a crash.
+
+The :class:`Verdict` of a result tells the delivery queue
+(:mod:`sessionpush.transports.queue`) what the answer means for the
+message and the subscription; the transport itself changes no state.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Protocol
 
 import msgspec
 
 from sessionpush.store.base import Subscription
 
-__all__ = ["DeliveryResult", "OutboundMessage", "Transport"]
+__all__ = ["DeliveryResult", "OutboundMessage", "Transport", "Verdict"]
 
 
 class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +37,11 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     body: str | None = None
     link: str | None = None
     ttl: float | None = None
+    #: Optional push fields a rule may set; providers that lack one ignore it.
+    image: str | None = None
+    urgency: str | None = None
+    collapse: str | None = None
+    data: dict[str, Any] | None = None
 
     def payload(self) -> dict[str, Any]:
         """The fields a device shows, without routing data."""
@@ -43,9 +53,46 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 
+class Verdict(enum.Enum):
+    """What a provider's answer means for the message and the subscription."""
+
+    #: The provider accepted the message.
+    DELIVERED = "delivered"
+    #: This message failed; the subscription is kept.
+    FAILED = "failed"
+    #: The subscription is gone for good: delete it (if still the same).
+    GONE = "gone"
+    #: The token is invalid: disable it (if not registered again since).
+    DISABLE = "disable"
+    #: Try again later (rate limits, provider errors, timeouts).
+    RETRY = "retry"
+
+
 class DeliveryResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's answer, classified.
+
+    Attributes:
+        ok: The provider took the message.
+        detail: The answer in words, for the outcome log.
+        verdict: What to do; defaults to DELIVERED or FAILED from ``ok``.
+        retry_after: Seconds the provider asked to wait (``Retry-After``).
+        min_backoff: The least wait before a retry, whatever the answer said.
+        answered_at: The provider's own time of the answer (APNs
+            ``timestamp``), compared with when the token was registered.
+    """
+
     ok: bool
     detail: str = ""
+    verdict: Verdict | None = None
+    retry_after: float | None = None
+    min_backoff: float = 0.0
+    answered_at: float | None = None
+
+    @property
+    def action(self) -> Verdict:
+        if self.verdict is not None:
+            return self.verdict
+        return Verdict.DELIVERED if self.ok else Verdict.FAILED
 
 
 class Transport(Protocol):

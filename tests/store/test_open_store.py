@@ -78,8 +78,10 @@ def test_the_package_exports_the_interface_the_factory_the_error_and_the_records
 ):
     assert sorted(sessionpush.store.__all__) == [
         "Decision",
+        "DeliveryOutcome",
         "Device",
         "PendingTimer",
+        "SentMessage",
         "Store",
         "StoreError",
         "Subscription",
