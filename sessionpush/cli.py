@@ -79,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a .rules file or a directory of them (repeatable; default "
         f"{DEFAULT_RULES})",
     )
-    serve.add_argument("--store", default="sessionpush.db", help="SQLite file path")
+    serve.add_argument(
+        "--store",
+        default="sessionpush.db",
+        help="an SQLite file path, or redis://HOST:PORT/DB to share state between "
+        "gateway processes (docs/deploy.md)",
+    )
     serve.add_argument(
         "--outbox", default="outbox.jsonl", help="file the outbox appends pushes to"
     )
@@ -88,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--grace", type=_seconds, default=30.0, help="seconds")
     serve.add_argument("--idle", type=_seconds, default=1800.0, help="seconds")
+    serve.add_argument(
+        "--admin-key",
+        default=os.environ.get("SESSIONPUSH_ADMIN_KEY"),
+        help="bearer key for PUT /v1/rules (default: SESSIONPUSH_ADMIN_KEY; "
+        "without one the endpoint is disabled)",
+    )
 
     check = sub.add_parser("check", help="check .rules files and directories")
     check.add_argument("paths", nargs="+", metavar="PATH")
@@ -145,6 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
         clock=args.clock,
         grace=args.grace,
         idle=args.idle,
+        admin_key=args.admin_key or None,
     )
     app = create_app(settings)
     uvicorn.run(

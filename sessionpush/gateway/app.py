@@ -4,6 +4,8 @@ Routes:
 
 - ``GET /healthz``: liveness, with the rule set version and counts.
 - ``WS /v1/session``: the session protocol (``docs/protocol.md``).
+- ``PUT /v1/rules`` (admin key): check, save and announce a rule set; every
+  process sharing the store loads it (``gateway.rules_admin``).
 - ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
   clock on until no timer is pending and return every decision as JSON
   lines, so that ``replay --via`` can compare a gateway run with an
@@ -28,7 +30,9 @@ from starlette.websockets import WebSocket
 from sessionpush.dsl import load_ruleset
 from sessionpush.engine.clock import Clock, VirtualClock, WallClock
 from sessionpush.engine.core import Engine
+from sessionpush.engine.timers import fire_due
 from sessionpush.gateway.connection import serve_connection
+from sessionpush.gateway.rules_admin import follow_rules, load_saved, put_rules
 from sessionpush.replay.decisions import decision_record
 from sessionpush.store import open_store
 from sessionpush.transports.outbox import Outbox
@@ -48,6 +52,29 @@ class Settings:
     clock: str = "wall"
     grace: float = 30.0
     idle: float = 1800.0
+    admin_key: str | None = None
+    #: Seconds between two claims of due durable timers (live clock only):
+    #: the most a timer fires late when the store holds nothing due sooner.
+    timer_poll: float = 0.1
+
+
+async def _claim_timers(engine: Engine, poll: float) -> None:
+    """Claim and fire due durable timers from the store, forever.
+
+    A full batch means more are due: claim again at once; otherwise wait
+    one poll interval. Any process of a shared store may fire any timer.
+    """
+    while True:
+        try:
+            claimed = await fire_due(engine)
+        except Exception:
+            log.exception("firing durable timers failed; retrying in one second")
+            await asyncio.sleep(1.0)
+            continue
+        if claimed == 0:
+            await asyncio.sleep(poll)
+        else:
+            await asyncio.sleep(0)  # let connections run between batches
 
 
 async def _run_timers(engine: Engine) -> None:
@@ -86,26 +113,34 @@ def create_app(settings: Settings) -> Starlette:
             grace=settings.grace,
             idle=settings.idle,
         )
+        # A rule set saved through PUT /v1/rules is the deployment's current
+        # one: it wins over the files, so a process started later agrees
+        # with the others.
+        await load_saved(store, engine)
         await engine.start()
         state["engine"] = engine
-        timers = None
+        tasks = [asyncio.create_task(follow_rules(store, engine))]
         if not clock.virtual:
-            timers = asyncio.create_task(_run_timers(engine))
+            tasks.append(asyncio.create_task(_run_timers(engine)))
+            tasks.append(
+                asyncio.create_task(_claim_timers(engine, settings.timer_poll))
+            )
         log.info(
             "gateway up: %d rules (version %s), store %s, outbox %s, clock %s",
-            len(rules),
-            rules.version,
-            settings.store,
+            len(engine.rules),
+            engine.rules.version,
+            store,
             settings.outbox,
             settings.clock,
         )
         try:
             yield
         finally:
-            if timers is not None:
-                timers.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await timers
+                    await task
             await outbox.close()
             await store.close()
             log.info("gateway stopped")
@@ -122,6 +157,9 @@ def create_app(settings: Settings) -> Starlette:
             }
         )
 
+    async def rules_put(request: Request) -> Response:
+        return await put_rules(request, state["engine"], settings.admin_key)
+
     async def session(websocket: WebSocket) -> None:
         await serve_connection(websocket, state["engine"])
 
@@ -137,6 +175,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         WebSocketRoute("/v1/session", session),
+        Route("/v1/rules", rules_put, methods=["PUT"]),
     ]
     if clock.virtual:
         routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))

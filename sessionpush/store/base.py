@@ -240,7 +240,9 @@ class Store(Protocol):
         """The latest saved rule set, or ``None`` if none was ever saved."""
 
     def rule_versions(self) -> AsyncIterator[int]:
-        """Versions of rule sets saved from now on, by any process."""
+        """``0`` once listening, then the version of each rule set saved
+        from then on by any process (so a caller that loads the latest
+        after the ``0`` misses none)."""
 
     # decisions
 

@@ -454,15 +454,17 @@ class RedisStore:
         )
 
     async def rule_versions(self) -> AsyncIterator[int]:
-        """Versions announced on the rule channel (pub/sub) from now on.
+        """``0`` once subscribed, then each version announced on the rule
+        channel (pub/sub).
 
         A message published while this process was disconnected is lost
-        by pub/sub; callers compare :meth:`load_rules` when they resubscribe.
+        by pub/sub; callers load the latest after each ``0``.
         """
         pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
         try:
             with self._errors("watch rule sets"):
                 await pubsub.subscribe(self.keys.rules_channel)
+            yield 0
             while True:
                 with self._errors("watch rule sets"):
                     message = await pubsub.get_message(timeout=None)

@@ -733,10 +733,11 @@ class SQLiteStore:
         return StoredRules(version=version, source=source, saved_at=saved_at)
 
     async def rule_versions(self) -> AsyncIterator[int]:
-        """Versions saved from now on by this store object."""
+        """``0``, then the versions saved from now on by this store object."""
         queue: asyncio.Queue[int] = asyncio.Queue()
         self._rule_watchers.add(queue)
         try:
+            yield 0
             while True:
                 yield await queue.get()
         finally:

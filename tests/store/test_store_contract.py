@@ -531,12 +531,13 @@ async def test_a_watcher_hears_of_every_rule_set_saved_after_it_started(
     store: Store,
 ) -> None:
     versions = store.rule_versions()
-    heard = asyncio.ensure_future(anext(versions))
-    await asyncio.sleep(0.05)  # let the watcher subscribe
+    assert await asyncio.wait_for(anext(versions), 5) == 0  # listening now
 
-    version = await store.save_rules("", 1.0)
+    first = await store.save_rules("", 1.0)
+    second = await store.save_rules("", 2.0)
 
-    assert await asyncio.wait_for(heard, 5) == version
+    assert await asyncio.wait_for(anext(versions), 5) == first
+    assert await asyncio.wait_for(anext(versions), 5) == second
     await versions.aclose()  # type: ignore[attr-defined]
 
 
