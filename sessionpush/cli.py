@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grace", type=_seconds, default=30.0, help="seconds")
     serve.add_argument("--idle", type=_seconds, default=1800.0, help="seconds")
     serve.add_argument(
+        "--timer-lease",
+        type=_seconds,
+        default=30.0,
+        help="seconds a process holds the due timers it claimed; a process that "
+        "dies delays them this long",
+    )
+    serve.add_argument(
         "--admin-key",
         default=os.environ.get("SESSIONPUSH_ADMIN_KEY"),
         help="bearer key for PUT /v1/rules (default: SESSIONPUSH_ADMIN_KEY; "
@@ -157,6 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
         grace=args.grace,
         idle=args.idle,
         admin_key=args.admin_key or None,
+        timer_lease=args.timer_lease,
     )
     app = create_app(settings)
     uvicorn.run(

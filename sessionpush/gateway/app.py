@@ -56,9 +56,12 @@ class Settings:
     #: Seconds between two claims of due durable timers (live clock only):
     #: the most a timer fires late when the store holds nothing due sooner.
     timer_poll: float = 0.1
+    #: Seconds a claim holds its timers: how long a process that died
+    #: holding claims delays them.
+    timer_lease: float = 30.0
 
 
-async def _claim_timers(engine: Engine, poll: float) -> None:
+async def _claim_timers(engine: Engine, poll: float, lease: float) -> None:
     """Claim and fire due durable timers from the store, forever.
 
     A full batch means more are due: claim again at once; otherwise wait
@@ -66,7 +69,7 @@ async def _claim_timers(engine: Engine, poll: float) -> None:
     """
     while True:
         try:
-            claimed = await fire_due(engine)
+            claimed = await fire_due(engine, lease=lease)
         except Exception:
             log.exception("firing durable timers failed; retrying in one second")
             await asyncio.sleep(1.0)
@@ -123,7 +126,9 @@ def create_app(settings: Settings) -> Starlette:
         if not clock.virtual:
             tasks.append(asyncio.create_task(_run_timers(engine)))
             tasks.append(
-                asyncio.create_task(_claim_timers(engine, settings.timer_poll))
+                asyncio.create_task(
+                    _claim_timers(engine, settings.timer_poll, settings.timer_lease)
+                )
             )
         log.info(
             "gateway up: %d rules (version %s), store %s, outbox %s, clock %s",
