@@ -460,9 +460,7 @@ class Engine:
             # records nothing and sends nothing.
             if claim is None or await self.store.finish(claim):
                 return True
-            log.info(
-                "timer %s settled elsewhere; late send refused", claim.timer.timer_id
-            )
+            log.info("timer %s settled elsewhere; skip refused", claim.timer.timer_id)
             return False
 
         async def skip(decision: str, reason: str) -> None:
@@ -512,10 +510,16 @@ class Engine:
                 return
 
         fields = rule.action.render(snapshot)
-        if not await settled():
+        if claim is not None and not await self.store.holds(claim):
+            # The fence: another process claimed the timer after this one's
+            # lease ran out, so this late send is refused.
+            log.info("timer %s claimed again; late send refused", claim.timer.timer_id)
             return
         message = OutboundMessage(
-            id=uuid.uuid4().hex,
+            # A timer's message carries the timer id as its idempotency key:
+            # sent again after a crash between send and settle, it is the
+            # same message to whoever deduplicates.
+            id=uuid.uuid4().hex if claim is None else claim.timer.timer_id,
             app=app,
             user=user,
             session=session,
@@ -536,6 +540,12 @@ class Engine:
             )
         else:
             ok, detail = await self._push_out(message, targets)
+        if claim is not None and not await self.store.finish(claim):
+            log.warning(
+                "timer %s was claimed again while its send went out",
+                claim.timer.timer_id,
+            )
+            return
         await self._decide(
             app,
             rule.name,

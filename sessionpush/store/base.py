@@ -223,6 +223,10 @@ class Store(Protocol):
         ``now`` from its own clock instead, so that processes agree.
         """
 
+    async def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` is still the timer's newest, unsettled claim:
+        the fence checked just before a send leaves the process."""
+
     async def finish(self, claim: Claim) -> bool:
         """Settle a claimed timer before its send: remove it, or refuse.
 

@@ -409,6 +409,17 @@ class RedisStore:
         claims.sort(key=lambda item: item[:2])
         return [claim for _, _, claim in claims]
 
+    async def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` is still the timer's newest, unsettled claim."""
+        timer = claim.timer
+        queue = self._queue(timer.app, timer.user)
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.hget(queue.tokens, timer.timer_id)
+        pipe.exists(queue.sent(timer.timer_id))
+        with self._errors("check a claim"):
+            token, sent = await pipe.execute()
+        return token == str(claim.token).encode() and not sent
+
     async def finish(self, claim: Claim) -> bool:
         """Settle the claimed timer for its newest claimant, once."""
         timer = claim.timer

@@ -693,6 +693,15 @@ class SQLiteStore:
             for timer, row in zip(_timers([r[:-1] for r in rows]), rows, strict=True)
         ]
 
+    async def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` is still the timer's newest claim."""
+        rows = self._read(
+            "check a claim",
+            "SELECT 1 FROM timers WHERE timer_id = ? AND claim_token = ?",
+            (claim.timer.timer_id, claim.token),
+        )
+        return bool(rows)
+
     async def finish(self, claim: Claim) -> bool:
         """Remove a claimed timer if ``claim`` still holds it; see
         :meth:`~sessionpush.store.base.Store.finish`."""

@@ -479,6 +479,20 @@ async def test_a_timer_whose_lease_ran_out_is_claimed_again_with_a_newer_token(
     assert await store.finish(fresh) is True
 
 
+async def test_only_the_newest_unsettled_claim_holds_its_timer(store: Store) -> None:
+    await store.add_timer(timer("t1", due=time.time() - 1))
+    (stale,) = await store.claim_due(time.time(), 10, 0.2)
+    assert await store.holds(stale)
+
+    await asyncio.sleep(0.3)
+    (fresh,) = await store.claim_due(time.time(), 10, 30.0)
+
+    assert not await store.holds(stale)
+    assert await store.holds(fresh)
+    assert await store.finish(fresh)
+    assert not await store.holds(fresh)
+
+
 async def test_a_cancelled_claim_cannot_be_finished(store: Store) -> None:
     await store.add_timer(timer("t1", due=time.time() - 1, triggered_at=100.0))
     (claim,) = await store.claim_due(time.time(), 10, 30.0)
