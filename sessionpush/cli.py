@@ -79,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a .rules file or a directory of them (repeatable; default "
         f"{DEFAULT_RULES})",
     )
-    serve.add_argument("--store", default="sessionpush.db", help="SQLite file path")
+    serve.add_argument(
+        "--store",
+        default="sessionpush.db",
+        help="an SQLite file path, or redis://HOST:PORT/DB to share state between "
+        "gateway processes (docs/deploy.md)",
+    )
     serve.add_argument(
         "--outbox", default="outbox.jsonl", help="file the outbox appends pushes to"
     )
@@ -96,11 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
         "default $SESSIONPUSH_DELIVERY_CONFIG, else pushes go to the outbox)",
     )
     serve.add_argument(
+        "--timer-lease",
+        type=_seconds,
+        default=30.0,
+        help="seconds a process holds the due timers it claimed; a process that "
+        "dies delays them this long",
+    )
+    serve.add_argument(
         "--admin-key",
         default=os.environ.get("SESSIONPUSH_ADMIN_KEY"),
         metavar="KEY",
-        help="key that HTTP endpoints changing state require as 'Authorization: "
-        "Bearer KEY' (default $SESSIONPUSH_ADMIN_KEY)",
+        help="key that HTTP endpoints changing state (PUT /v1/rules, device "
+        "registration) require as 'Authorization: Bearer KEY' (default "
+        "$SESSIONPUSH_ADMIN_KEY; without one they are disabled)",
     )
 
     keys = sub.add_parser("keys", help="manage provider keys")
@@ -172,7 +185,8 @@ def _serve(args: argparse.Namespace) -> int:
         grace=args.grace,
         idle=args.idle,
         delivery_config=args.delivery_config,
-        admin_key=args.admin_key,
+        admin_key=args.admin_key or None,
+        timer_lease=args.timer_lease,
     )
     app = create_app(settings)
     uvicorn.run(

@@ -1,11 +1,15 @@
-"""Shared fixtures: where the shared real data sets live."""
+"""Shared fixtures: where the shared real data sets live, and a private
+redis-server for the Redis store."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.redis_server import RedisServer
 
 # The data sets are not ours to ship (see ../shared/data/README.md), so they
 # stay beside the project and the tests read them in place.
@@ -19,3 +23,18 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"real data sets not found at {path}: set SESSIONPUSH_DATA")
     return path
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server on a free port for the whole run.
+
+    Fails (never skips) when redis-server is missing: the Redis store is
+    part of the product and CI installs the server.
+    """
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()

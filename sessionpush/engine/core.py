@@ -16,6 +16,14 @@ Life of a trigger::
          wait D after session end: held by the session until it ends
       -> at fire time: suppression, consent, reachability, the rendered
          link, caps (taken atomically), deliver     -> decision
+
+Durable timers are found in two ways. On a virtual clock (replay, tests)
+the engine mirrors its own timers in its deadline queue and fires them in
+order, which keeps replays deterministic. Live, it keeps no copy: a driver
+calls :func:`sessionpush.engine.timers.fire_due`, which claims due timers
+from the store with a lease, so any process may fire any timer; the claim
+is settled (:meth:`Store.finish`) just before its decision, and a claimant
+fenced off there sends nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from sessionpush.engine.links import link_problem
 from sessionpush.engine.rules import CompiledRule, RuleSet
 from sessionpush.engine.session import Session, SessionState
 from sessionpush.errors import SessionpushError
-from sessionpush.store.base import Decision, Device, PendingTimer, Store
+from sessionpush.store.base import Claim, Decision, Device, PendingTimer, Store
 from sessionpush.transports.base import OutboundMessage, Transport
 
 if TYPE_CHECKING:
@@ -112,15 +120,19 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Load pending timers; those that came due while down fire now."""
+        """Virtual clock: load pending timers into the deadline queue. Live:
+        nothing to load, since timers are claimed from the store when due."""
+        if not self.clock.virtual:
+            log.info(
+                "engine started: %d rules, timers claimed when due", len(self.rules)
+            )
+            return
         pending = await self.store.pending_timers()
         for timer in pending:
             self._timers[timer.timer_id] = self._queue.push(timer.due, "timer", timer)
         log.info(
             "engine started: %d rules, %d pending timers", len(self.rules), len(pending)
         )
-        if not self.clock.virtual:
-            await self.advance()
 
     def set_rules(self, rules: RuleSet) -> None:
         """Swap the rule set; pending timers fire under the rule of that name."""
@@ -360,14 +372,23 @@ class Engine:
             context={"snapshot": snapshot},
         )
         await self.store.add_timer(timer)
-        self._timers[timer.timer_id] = self._push(due, "timer", timer)
+        if self.clock.virtual:
+            self._timers[timer.timer_id] = self._push(due, "timer", timer)
 
     async def _fire_timer(self, timer: PendingTimer) -> None:
         claimed = await self.store.claim_timer(timer.timer_id)
         if claimed is None:
             return  # cancelled by an ``unless`` event, or fired already
+        await self.fire_claimed(claimed)
+
+    async def fire_claimed(
+        self, claimed: PendingTimer, claim: Claim | None = None
+    ) -> None:
+        """Send a timer's message; with a ``claim``, only if it settles."""
         rule = self.rules.by_name.get(claimed.rule)
         if rule is None:
+            if claim is not None and not await self.store.finish(claim):
+                return
             await self._decide(
                 claimed.app,
                 claimed.rule,
@@ -387,6 +408,7 @@ class Engine:
             rule,
             snapshot,
             claimed.triggered_at,
+            claim,
         )
 
     async def _blocked(
@@ -437,11 +459,23 @@ class Engine:
         rule: CompiledRule,
         snapshot: dict[str, Any],
         triggered_at: float,
+        claim: Claim | None = None,
     ) -> None:
         now = self.clock.now()
         channel = rule.action.channel
 
+        async def settled() -> bool:
+            # A claimed timer decides once: the claimant fenced off here
+            # (its lease ran out and another process claimed the timer)
+            # records nothing and sends nothing.
+            if claim is None or await self.store.finish(claim):
+                return True
+            log.info("timer %s settled elsewhere; skip refused", claim.timer.timer_id)
+            return False
+
         async def skip(decision: str, reason: str) -> None:
+            if not await settled():
+                return
             await self._decide(
                 app, rule.name, user, session, decision, reason, channel, triggered_at
             )
@@ -485,13 +519,22 @@ class Engine:
                 (lim.key(app, user, session, rule.name), lim.count, lim.since(now))
                 for lim in rule.limits
             ]
-            full = await self.store.cap_take_all(caps, now)
+            send_id = None if claim is None else claim.timer.timer_id
+            full = await self.store.cap_take_all(caps, now, send_id)
             if full is not None:
                 await skip("capped", f"{rule.limits[full].describe()} reached")
                 return
 
+        if claim is not None and not await self.store.holds(claim):
+            # The fence: another process claimed the timer after this one's
+            # lease ran out, so this late send is refused.
+            log.info("timer %s claimed again; late send refused", claim.timer.timer_id)
+            return
         message = OutboundMessage(
-            id=uuid.uuid4().hex,
+            # A timer's message carries the timer id as its idempotency key:
+            # sent again after a crash between send and settle, it is the
+            # same message to whoever deduplicates.
+            id=uuid.uuid4().hex if claim is None else claim.timer.timer_id,
             app=app,
             user=user,
             session=session,
@@ -512,6 +555,12 @@ class Engine:
             )
         else:
             ok, detail = await self._push_out(message, targets, triggered_at)
+        if claim is not None and not await self.store.finish(claim):
+            log.warning(
+                "timer %s was claimed again while its send went out",
+                claim.timer.timer_id,
+            )
+            return
         await self._decide(
             app,
             rule.name,

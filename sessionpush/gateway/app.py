@@ -7,6 +7,8 @@ Routes:
 - Push delivery: ``PUT /v1/users/{user}/devices/{device}``,
   ``GET /v1/vapid-public-key``, ``GET /r/{message_id}`` (see
   :mod:`sessionpush.gateway.push_api`).
+- ``PUT /v1/rules`` (admin key): check, save and announce a rule set; every
+  process sharing the store loads it (``gateway.rules_admin``).
 - ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
   clock on until no timer is pending and return every decision as JSON
   lines, so that ``replay --via`` can compare a gateway run with an
@@ -31,8 +33,10 @@ from starlette.websockets import WebSocket
 from sessionpush.dsl import load_ruleset
 from sessionpush.engine.clock import Clock, VirtualClock, WallClock
 from sessionpush.engine.core import Engine
+from sessionpush.engine.timers import fire_due
 from sessionpush.gateway.connection import serve_connection
 from sessionpush.gateway.push_api import push_routes
+from sessionpush.gateway.rules_admin import follow_rules, load_saved, put_rules
 from sessionpush.replay.decisions import decision_record
 from sessionpush.store import open_store
 from sessionpush.transports.config import build_queue, load_config
@@ -57,6 +61,31 @@ class Settings:
     delivery_config: str | None = None
     #: Key that HTTP endpoints changing state require (``--admin-key``).
     admin_key: str | None = None
+    #: Seconds between two claims of due durable timers (live clock only):
+    #: the most a timer fires late when the store holds nothing due sooner.
+    timer_poll: float = 0.1
+    #: Seconds a claim holds its timers: how long a process that died
+    #: holding claims delays them.
+    timer_lease: float = 30.0
+
+
+async def _claim_timers(engine: Engine, poll: float, lease: float) -> None:
+    """Claim and fire due durable timers from the store, forever.
+
+    A full batch means more are due: claim again at once; otherwise wait
+    one poll interval. Any process of a shared store may fire any timer.
+    """
+    while True:
+        try:
+            claimed = await fire_due(engine, lease=lease)
+        except Exception:
+            log.exception("firing durable timers failed; retrying in one second")
+            await asyncio.sleep(1.0)
+            continue
+        if claimed == 0:
+            await asyncio.sleep(poll)
+        else:
+            await asyncio.sleep(0)  # let connections run between batches
 
 
 async def _run_timers(engine: Engine) -> None:
@@ -107,26 +136,36 @@ def create_app(settings: Settings) -> Starlette:
             grace=settings.grace,
             idle=settings.idle,
         )
+        # A rule set saved through PUT /v1/rules is the deployment's current
+        # one: it wins over the files, so a process started later agrees
+        # with the others.
+        await load_saved(store, engine)
         await engine.start()
         state["engine"] = engine
-        timers = None
+        tasks = [asyncio.create_task(follow_rules(store, engine))]
         if not clock.virtual:
-            timers = asyncio.create_task(_run_timers(engine))
+            tasks.append(asyncio.create_task(_run_timers(engine)))
+            tasks.append(
+                asyncio.create_task(
+                    _claim_timers(engine, settings.timer_poll, settings.timer_lease)
+                )
+            )
         log.info(
             "gateway up: %d rules (version %s), store %s, outbox %s, clock %s",
-            len(rules),
-            rules.version,
-            settings.store,
+            len(engine.rules),
+            engine.rules.version,
+            store,
             settings.outbox,
             settings.clock,
         )
         try:
             yield
         finally:
-            if timers is not None:
-                timers.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await timers
+                    await task
             if delivery is not None:
                 await delivery.close()
                 for transport in delivery.transports.values():
@@ -146,6 +185,9 @@ def create_app(settings: Settings) -> Starlette:
                 "pending": engine.pending(),
             }
         )
+
+    async def rules_put(request: Request) -> Response:
+        return await put_rules(request, state["engine"], settings.admin_key)
 
     async def session(websocket: WebSocket) -> None:
         await serve_connection(
@@ -171,6 +213,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         WebSocketRoute("/v1/session", session),
         *push_routes(lambda: state["engine"], settings.admin_key, allow_loopback),
+        Route("/v1/rules", rules_put, methods=["PUT"]),
     ]
     if clock.virtual:
         routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))

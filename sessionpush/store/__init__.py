@@ -3,6 +3,7 @@
 :func:`open_store` turns the ``--store`` setting into a store object::
 
     store = open_store("sqlite:///var/lib/sessionpush/state.db")
+    store = open_store("redis://127.0.0.1:6379/0")
     await store.open()
 """
 
@@ -11,12 +12,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from sessionpush.store.base import (
+    Claim,
     Decision,
     DeliveryOutcome,
     Device,
     PendingTimer,
     SentMessage,
     Store,
+    StoredRules,
     Subscription,
     UserProfile,
 )
@@ -24,6 +27,7 @@ from sessionpush.store.errors import StoreError
 from sessionpush.store.sqlite import SQLiteStore
 
 __all__ = [
+    "Claim",
     "Decision",
     "DeliveryOutcome",
     "Device",
@@ -31,6 +35,7 @@ __all__ = [
     "SentMessage",
     "Store",
     "StoreError",
+    "StoredRules",
     "Subscription",
     "UserProfile",
     "open_store",
@@ -38,7 +43,8 @@ __all__ = [
 
 _ACCEPTED = (
     "a file path, 'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', "
-    "':memory:' or 'sqlite://:memory:'"
+    "':memory:' or 'sqlite://:memory:'; or 'redis://HOST:PORT/DB' to share "
+    "state between processes"
 )
 
 
@@ -54,14 +60,16 @@ def open_store(url: str) -> Store:
               third slash, so ``sqlite:///state.db`` is relative and
               ``sqlite:////var/lib/sp/state.db`` absolute (as SQLAlchemy
               reads them);
-            - ``sqlite://:memory:`` (or ``sqlite:///:memory:``).
+            - ``sqlite://:memory:`` (or ``sqlite:///:memory:``);
+            - ``redis://[:PASSWORD@]HOST:PORT/DB`` or ``rediss://...`` (TLS),
+              with optional ``?prefix=sp&shards=8``: the shared store of
+              several gateway processes (:class:`RedisStore`).
 
     Returns:
         The store; call ``await store.open()`` before using it.
 
     Raises:
-        StoreError: The URL names the Redis store, which is not available
-            yet, or is none of the accepted forms.
+        StoreError: The URL is none of the accepted forms.
     """
     if "://" not in url:
         if not url:
@@ -78,14 +86,10 @@ def open_store(url: str) -> Store:
             )
         return SQLiteStore(path)
     if scheme in ("redis", "rediss"):
-        raise StoreError(
-            f"the Redis store is not available yet ({_redact(url)!r}); use the "
-            f"embedded SQLite store: {_ACCEPTED}"
-        )
-    raise StoreError(
-        f"unknown store {_redact(url)!r}: the store is {_ACCEPTED} "
-        f"(a Redis store will come later)"
-    )
+        from sessionpush.store.redis import RedisStore
+
+        return RedisStore(url)
+    raise StoreError(f"unknown store {_redact(url)!r}: the store is {_ACCEPTED}")
 
 
 def _redact(url: str) -> str:

@@ -9,22 +9,33 @@ clock (never from the store's own), so that replays with a virtual clock and
 tests with a manual clock see the same behaviour as a live server.
 
 Users are keyed by ``(app, user)``: two apps never see each other's users.
+
+Durable timers are fired in two ways. A single process on a virtual clock
+(replay, tests) mirrors its own timers in memory and takes each with
+:meth:`Store.claim_timer`. Live processes poll :meth:`Store.claim_due`: any
+process may take any due timer, under a lease and a fencing token, and
+settles it with :meth:`Store.finish` just before the send; a claimant whose
+lease ran out and whose timer was claimed again is refused there, so the
+user sees one message. A store shared by several processes compares due
+times with its own clock (Redis ``TIME``) so that they all agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import msgspec
 
 __all__ = [
+    "Claim",
     "Decision",
     "DeliveryOutcome",
     "Device",
     "PendingTimer",
     "SentMessage",
     "Store",
+    "StoredRules",
     "Subscription",
     "UserProfile",
 ]
@@ -91,6 +102,27 @@ class PendingTimer(msgspec.Struct, frozen=True, kw_only=True):
     due: float
     triggered_at: float
     context: dict[str, Any] = {}
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """A due timer taken for firing by one process, until ``lease_until``.
+
+    ``token`` is the fencing token: it grows with every claim of the same
+    timer, so a claimant whose lease ran out and whose timer was claimed
+    again holds a smaller token, and :meth:`Store.finish` refuses it.
+    """
+
+    timer: PendingTimer
+    token: int
+    lease_until: float
+
+
+class StoredRules(msgspec.Struct, frozen=True, kw_only=True):
+    """A checked rule set saved through ``PUT /v1/rules``, with its version."""
+
+    version: int
+    source: str
+    saved_at: float
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,12 +253,17 @@ class Store(Protocol):
         """
 
     async def cap_take_all(
-        self, caps: Sequence[tuple[str, int, float]], now: float
+        self,
+        caps: Sequence[tuple[str, int, float]],
+        now: float,
+        send_id: str | None = None,
     ) -> int | None:
         """Count one send under every ``(key, limit, since)``, or under none.
 
         Returns ``None`` when all had room (and were counted), else the
-        index of the first full cap.
+        index of the first full cap. A ``send_id`` already counted under
+        every key is granted again without counting twice: a timer fired a
+        second time after its first claimant died keeps the slot it took.
         """
 
     # suppression (``unless``)
@@ -276,6 +313,39 @@ class Store(Protocol):
         self, message_id: str | None = None, app: str | None = None
     ) -> list[DeliveryOutcome]:
         """Recorded outcomes in the order they were recorded."""
+
+    async def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        """Take up to ``limit`` timers due at ``now`` for ``lease`` seconds.
+
+        A timer already claimed is due again once its lease ran out. The
+        timers stay pending until :meth:`finish`; a shared store may read
+        ``now`` from its own clock instead, so that processes agree.
+        """
+
+    async def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` is still the timer's newest, unsettled claim:
+        the fence checked just before a send leaves the process."""
+
+    async def finish(self, claim: Claim) -> bool:
+        """Settle a claimed timer before its send: remove it, or refuse.
+
+        Returns ``False`` when the send must not happen: the timer was
+        cancelled, settled already, or claimed again with a newer token.
+        """
+
+    # rule sets
+
+    async def save_rules(self, source: str, now: float) -> int:
+        """Store a checked rule set and return its new version (1, 2, ...);
+        every process watching :meth:`rule_versions` hears of it."""
+
+    async def load_rules(self) -> StoredRules | None:
+        """The latest saved rule set, or ``None`` if none was ever saved."""
+
+    def rule_versions(self) -> AsyncIterator[int]:
+        """``0`` once listening, then the version of each rule set saved
+        from then on by any process (so a caller that loads the latest
+        after the ``0`` misses none)."""
 
     # decisions
 

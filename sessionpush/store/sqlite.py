@@ -28,20 +28,23 @@ refuses a file written by a newer sessionpush.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 
 from sessionpush.store.base import (
+    Claim,
     Decision,
     DeliveryOutcome,
     Device,
     PendingTimer,
     SentMessage,
+    StoredRules,
     Subscription,
     UserProfile,
 )
@@ -51,7 +54,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger("sessionpush.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The newest schema this code knows; ``open()`` refuses anything newer."""
 
 # UPSERT (ON CONFLICT ... DO UPDATE) arrived in SQLite 3.24.0; RETURNING in
@@ -193,6 +196,22 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX outcomes_message ON outcomes (message_id)",
     ),
+    (
+        # Claims with a lease and a fencing token (claim_due, finish), a
+        # send id per cap slot so that a timer fired again keeps its slot,
+        # and the rule sets saved through PUT /v1/rules.
+        "ALTER TABLE timers ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE timers ADD COLUMN lease_until REAL",
+        "ALTER TABLE cap_events ADD COLUMN send_id TEXT",
+        "CREATE INDEX cap_events_send ON cap_events (send_id, key)",
+        """
+        CREATE TABLE rulesets (
+            version INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            saved_at REAL NOT NULL
+        )
+        """,
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION  # a bug in this file, not user input
 
@@ -224,6 +243,9 @@ class SQLiteStore:
         self._path = path
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
+        # One SQLite store serves one process, so "every process hears of a
+        # new rule set" is every watcher in this one.
+        self._rule_watchers: set[asyncio.Queue[int]] = set()
 
     @property
     def path(self) -> str:
@@ -590,7 +612,10 @@ class SQLiteStore:
         return await self.cap_take_all([(key, limit, since)], now) is None
 
     async def cap_take_all(
-        self, caps: Sequence[tuple[str, int, float]], now: float
+        self,
+        caps: Sequence[tuple[str, int, float]],
+        now: float,
+        send_id: str | None = None,
     ) -> int | None:
         """Count one send under every ``(key, limit, since)`` or under none.
 
@@ -602,6 +627,18 @@ class SQLiteStore:
             of the first cap that was full (nothing is counted then).
         """
         with self._write("take cap slots") as conn:
+            if (
+                send_id is not None
+                and caps
+                and all(
+                    conn.execute(
+                        "SELECT 1 FROM cap_events WHERE send_id = ? AND key = ?",
+                        (send_id, key),
+                    ).fetchone()
+                    for key, _, _ in caps
+                )
+            ):
+                return None
             for index, (key, limit, since) in enumerate(caps):
                 conn.execute(
                     "DELETE FROM cap_events WHERE key = ? AND at < ?", (key, since)
@@ -613,8 +650,8 @@ class SQLiteStore:
                 if count >= limit:
                     return index
             conn.executemany(
-                "INSERT INTO cap_events (key, at) VALUES (?, ?)",
-                [(key, now) for key, _, _ in caps],
+                "INSERT INTO cap_events (key, at, send_id) VALUES (?, ?, ?)",
+                [(key, now, send_id) for key, _, _ in caps],
             )
             return None
 
@@ -824,6 +861,86 @@ class SQLiteStore:
             )
             for row in rows
         ]
+
+    async def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        """Take up to ``limit`` timers due at ``now``, earliest first, for
+        ``lease`` seconds; a claimed timer whose lease ran out is due again.
+        """
+        with self._write("claim due timers") as conn:
+            rows = conn.execute(
+                f"SELECT {_TIMER_COLUMNS}, claim_token FROM timers"
+                " WHERE due <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+                " ORDER BY due, seq LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            lease_until = now + lease
+            conn.executemany(
+                "UPDATE timers SET claim_token = ?, lease_until = ? WHERE seq = ?",
+                [(row[-1] + 1, lease_until, row[0]) for row in rows],
+            )
+        return [
+            Claim(timer=timer, token=row[-1] + 1, lease_until=lease_until)
+            for timer, row in zip(_timers([r[:-1] for r in rows]), rows, strict=True)
+        ]
+
+    async def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` is still the timer's newest claim."""
+        rows = self._read(
+            "check a claim",
+            "SELECT 1 FROM timers WHERE timer_id = ? AND claim_token = ?",
+            (claim.timer.timer_id, claim.token),
+        )
+        return bool(rows)
+
+    async def finish(self, claim: Claim) -> bool:
+        """Remove a claimed timer if ``claim`` still holds it; see
+        :meth:`~sessionpush.store.base.Store.finish`."""
+        with self._write("finish a timer") as conn:
+            cursor = conn.execute(
+                "DELETE FROM timers WHERE timer_id = ? AND claim_token = ?",
+                (claim.timer.timer_id, claim.token),
+            )
+            return cursor.rowcount == 1
+
+    # rule sets
+
+    async def save_rules(self, source: str, now: float) -> int:
+        """Store a checked rule set under the next version number."""
+        with self._write("save a rule set") as conn:
+            (latest,) = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM rulesets"
+            ).fetchone()
+            version: int = latest + 1
+            conn.execute(
+                "INSERT INTO rulesets (version, source, saved_at) VALUES (?, ?, ?)",
+                (version, source, now),
+            )
+        for queue in self._rule_watchers:
+            queue.put_nowait(version)
+        return version
+
+    async def load_rules(self) -> StoredRules | None:
+        """The latest saved rule set, if any."""
+        rows = self._read(
+            "read the rule set",
+            "SELECT version, source, saved_at FROM rulesets"
+            " ORDER BY version DESC LIMIT 1",
+        )
+        if not rows:
+            return None
+        version, source, saved_at = rows[0]
+        return StoredRules(version=version, source=source, saved_at=saved_at)
+
+    async def rule_versions(self) -> AsyncIterator[int]:
+        """``0``, then the versions saved from now on by this store object."""
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        self._rule_watchers.add(queue)
+        try:
+            yield 0
+            while True:
+                yield await queue.get()
+        finally:
+            self._rule_watchers.discard(queue)
 
     # decisions
 

@@ -1,4 +1,4 @@
-"""Fixtures for the store tests: opened stores, in memory and on disk."""
+"""Fixtures for the store tests: opened stores of every kind."""
 
 from __future__ import annotations
 
@@ -6,17 +6,28 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from sessionpush.store.base import Store
+from sessionpush.store.redis import RedisStore
 from sessionpush.store.sqlite import SQLiteStore
+from tests.redis_server import RedisServer
 
 
-@pytest.fixture(params=["memory", "file"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[SQLiteStore]:
-    """An open store; every behaviour test runs in memory and on a file."""
-    path = ":memory:" if request.param == "memory" else str(tmp_path / "state.db")
-    opened = SQLiteStore(path)
+@pytest.fixture(params=["sqlite-memory", "sqlite-file", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An open, empty store; every contract test runs on each kind."""
+    opened: Store
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        with redis.Redis(port=server.port) as client:
+            client.flushdb()
+        # Three shards, not one, so that a test spanning users spans shards.
+        opened = RedisStore(f"{server.url}?shards=3")
+    elif request.param == "sqlite-memory":
+        opened = SQLiteStore(":memory:")
+    else:
+        opened = SQLiteStore(str(tmp_path / "state.db"))
     await opened.open()
     yield opened
     await opened.close()

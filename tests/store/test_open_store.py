@@ -8,6 +8,7 @@ import pytest
 
 import sessionpush.store
 from sessionpush.store import StoreError, open_store
+from sessionpush.store.redis import RedisStore
 from sessionpush.store.sqlite import SQLiteStore
 
 
@@ -43,10 +44,38 @@ async def test_the_store_open_store_returns_works_once_opened(tmp_path: Path) ->
     assert (tmp_path / "state.db").exists()
 
 
-@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://cache:6380"])
-def test_a_redis_url_says_the_redis_store_is_not_available_yet(url: str) -> None:
-    with pytest.raises(StoreError, match="Redis store is not available yet"):
-        open_store(url)
+@pytest.mark.parametrize(
+    ("url", "prefix", "shards"),
+    [
+        ("redis://127.0.0.1:6390/0", "sp", 8),
+        ("rediss://127.0.0.1:6391", "sp", 8),
+        ("redis://127.0.0.1:6390/2?prefix=shop&shards=16", "shop", 16),
+    ],
+)
+def test_a_redis_url_gives_a_redis_store_with_its_prefix_and_shards(
+    url: str, prefix: str, shards: int
+) -> None:
+    store = open_store(url)
+
+    assert isinstance(store, RedisStore)
+    assert (store.keys.prefix, store.keys.shards) == (prefix, shards)
+
+
+@pytest.mark.parametrize("shards", ["0", "-2", "many"])
+def test_a_redis_url_with_a_bad_shard_count_says_what_it_expects(shards: str) -> None:
+    with pytest.raises(StoreError, match="expected a whole number of timer queues"):
+        open_store(f"redis://127.0.0.1:6390/0?shards={shards}")
+
+
+async def test_an_unreachable_redis_is_refused_with_where_and_how_to_fix() -> None:
+    from tests.e2e.servers import free_port
+
+    store = open_store(f"redis://:secret@127.0.0.1:{free_port()}/0")
+
+    with pytest.raises(StoreError, match="cannot reach Redis at redis://127") as caught:
+        await store.open()
+    assert "start redis-server" in str(caught.value)
+    assert "secret" not in str(caught.value)
 
 
 def test_an_unknown_scheme_names_the_value_and_the_accepted_forms() -> None:
@@ -61,7 +90,7 @@ def test_an_unknown_scheme_names_the_value_and_the_accepted_forms() -> None:
 
 def test_a_password_in_a_refused_url_is_not_repeated() -> None:
     with pytest.raises(StoreError) as caught:
-        open_store("redis://admin:hunter2@localhost:6379")
+        open_store("memcached://admin:hunter2@localhost:6379")
 
     assert "hunter2" not in str(caught.value)
     assert "admin:***@localhost" in str(caught.value)
@@ -77,6 +106,7 @@ def test_the_package_exports_the_interface_the_factory_the_error_and_the_records
     None
 ):
     assert sorted(sessionpush.store.__all__) == [
+        "Claim",
         "Decision",
         "DeliveryOutcome",
         "Device",
@@ -84,6 +114,7 @@ def test_the_package_exports_the_interface_the_factory_the_error_and_the_records
         "SentMessage",
         "Store",
         "StoreError",
+        "StoredRules",
         "Subscription",
         "UserProfile",
         "open_store",

@@ -1,0 +1,174 @@
+"""Timer rates and memory: in-session deadlines, SQLite and Redis timers.
+
+Prints, for each kind of timer the engine keeps:
+
+- *in-session deadlines* (``DeadlineQueue``, in memory): schedule and
+  cancel rates and bytes per pending deadline, with 1,000,000 pending
+  (targets: at most 150 bytes each; schedule plus cancel under 1 µs);
+- *durable timers* in the SQLite store and in a private Redis started on a
+  free loopback port: schedule (``add_timer``), cancel (``cancel_timers``)
+  and fire (``claim_due`` then ``finish``) rates, and Redis bytes per
+  pending timer (target: 20,000 fires per second from one Redis).
+
+Run: ``python -m benchmarks.timers`` (``--deadlines N``, ``--timers N``).
+Numbers drift on shared machines: compare runs made on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from sessionpush.engine.deadlines import DeadlineQueue
+from sessionpush.store.base import PendingTimer, Store
+from sessionpush.store.redis import RedisStore
+from sessionpush.store.sqlite import SQLiteStore
+from tests.redis_server import RedisServer
+
+# How many store calls are in flight at once: the Redis client pipelines
+# them over its connections as a busy gateway's tasks would.
+CONCURRENCY = 64
+
+
+def deadlines(count: int) -> None:
+    # Memory and time in two passes: tracemalloc slows every allocation.
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    queue = DeadlineQueue()
+    entries = [
+        queue.push(1_700_000_000.0 + i * 0.001, "absence", None) for i in range(count)
+    ]
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    # The list of entries is the benchmark's, not the queue's.
+    per = (used - len(entries) * 8) / count
+    del queue, entries
+    gc.collect()
+
+    queue = DeadlineQueue()
+    start = time.perf_counter()
+    entries = [
+        queue.push(1_700_000_000.0 + i * 0.001, "absence", None) for i in range(count)
+    ]
+    scheduled = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for entry in entries:
+        queue.cancel(entry)
+    cancelled = time.perf_counter() - start
+    both = (scheduled + cancelled) / count * 1e6
+    print("in-session deadlines (DeadlineQueue, in memory)")
+    print(f"  pending           {count:>12,}")
+    print(f"  schedule          {count / scheduled:>12,.0f} /s")
+    print(f"  cancel            {count / cancelled:>12,.0f} /s")
+    print(f"  schedule+cancel   {both:>12.3f} µs each (target < 1)")
+    print(f"  memory            {per:>12.0f} bytes per pending (target <= 150)")
+
+
+def _timer(i: int, due: float) -> PendingTimer:
+    return PendingTimer(
+        timer_id=f"timer-{i}",
+        app="shop",
+        user=f"user-{i}",
+        session=f"session-{i}",
+        rule="cart_recovery",
+        due=due,
+        triggered_at=due - 600,
+        context={"snapshot": {"brand": "acme", "price": 19.99}},
+    )
+
+
+async def _bounded(calls: list[Awaitable[Any]], concurrency: int) -> list[Any]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(call: Awaitable[Any]) -> Any:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+async def durable(
+    name: str, store: Store, count: int, memory: Callable[[], int] | None
+) -> None:
+    await store.open()
+    past = time.time() - 60
+    start = time.perf_counter()
+    await _bounded(
+        [store.add_timer(_timer(i, past)) for i in range(count)], CONCURRENCY
+    )
+    scheduled = time.perf_counter() - start
+    used = memory() if memory is not None else None
+
+    start = time.perf_counter()
+    fired = 0
+    while True:
+        claims = await store.claim_due(time.time(), 500, 30.0)
+        if not claims:
+            break
+        done = await _bounded([store.finish(c) for c in claims], CONCURRENCY)
+        fired += sum(done)
+    firing = time.perf_counter() - start
+
+    await _bounded(
+        [store.add_timer(_timer(i, past + 3600)) for i in range(count)], CONCURRENCY
+    )
+    start = time.perf_counter()
+    await _bounded(
+        [
+            store.cancel_timers("shop", f"user-{i}", "cart_recovery", 1e12)
+            for i in range(count)
+        ],
+        CONCURRENCY,
+    )
+    cancelled = time.perf_counter() - start
+    await store.close()
+
+    print(f"durable timers ({name})")
+    print(f"  timers            {count:>12,}")
+    print(f"  schedule          {count / scheduled:>12,.0f} /s")
+    print(f"  fire (claim+finish){fired / firing:>11,.0f} /s")
+    print(f"  cancel            {count / cancelled:>12,.0f} /s")
+    if used is not None:
+        print(f"  memory            {used / count:>12.0f} bytes per pending (Redis)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--deadlines", type=int, default=1_000_000)
+    parser.add_argument("--timers", type=int, default=20_000)
+    args = parser.parse_args()
+
+    deadlines(args.deadlines)
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(
+            durable(
+                "SQLite file", SQLiteStore(str(Path(tmp) / "b.db")), args.timers, None
+            )
+        )
+        server = RedisServer(Path(tmp) / "redis").start()
+        try:
+            client = redis.Redis(port=server.port)
+            base = int(client.info("memory")["used_memory"])
+
+            def memory() -> int:
+                return int(client.info("memory")["used_memory"]) - base
+
+            asyncio.run(durable("Redis", RedisStore(server.url), args.timers, memory))
+            client.close()
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

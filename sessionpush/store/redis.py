@@ -1,0 +1,558 @@
+"""The shared store: state in Redis, so that several gateway processes act
+as one.
+
+Built on ``redis.asyncio`` (redis-py). Each read-then-write step is one Lua
+script (:mod:`sessionpush.store.redis_scripts`), atomic for every process
+at once; the key layout (:mod:`sessionpush.store.redis_keys`) keeps the
+keys of each step in one hash slot, as Redis Cluster requires.
+
+Timers wait in sorted sets scored by due time. :meth:`RedisStore.claim_due`
+compares due times with the server's ``TIME``, so processes with skewed
+clocks agree on what is due, and re-scores each timer it takes to the end
+of its lease: a process that dies holding a claim leaves the timer due
+again for the others once the lease runs out, and no visibility timeout
+limits how far ahead a timer may be. :meth:`RedisStore.finish` is the
+fence: it settles a timer for the newest claimant only, once, and leaves an
+idempotency key behind.
+
+Decisions go to a Redis Stream (``XADD``) in the order processes make them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from sessionpush.store import redis_scripts as lua
+from sessionpush.store.base import (
+    Claim,
+    Decision,
+    Device,
+    PendingTimer,
+    StoredRules,
+    Subscription,
+    UserProfile,
+)
+from sessionpush.store.errors import StoreError
+from sessionpush.store.redis_keys import Keys, TimerQueue
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger("sessionpush.store")
+
+_US = "\x1f"
+# A settled timer's idempotency key outlives any lease and any retry.
+_SENT_TTL = 7 * 24 * 3600
+# A per-session cap has no window; a session never lasts this long.
+_SESSION_CAP_TTL = 30 * 24 * 3600
+
+_timer_decoder = msgspec.json.Decoder(PendingTimer)
+_decision_decoder = msgspec.json.Decoder(Decision)
+_device_decoder = msgspec.json.Decoder(Device)
+_any_decoder = msgspec.json.Decoder()
+
+
+class RedisStore:
+    """The :class:`~sessionpush.store.base.Store` in Redis.
+
+    Args:
+        url: ``redis://[:PASSWORD@]HOST:PORT/DB`` (or ``rediss://``), with
+            optional query settings of our own: ``prefix`` (default ``sp``)
+            starts every key, so deployments can share a Redis; ``shards``
+            (default 8) is how many timer queues spread over a cluster.
+            Every process of one deployment must use the same values.
+
+    Create it, ``await store.open()``, use it, ``await store.close()``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url, prefix, shards = _split_url(url)
+        self.keys = Keys(prefix, shards)
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        state = "open" if self._client is not None else "closed"
+        return f"RedisStore({_where(self._url)!r}, {state})"
+
+    # lifecycle
+
+    async def open(self) -> None:
+        """Connect and check that Redis answers; opening twice does nothing.
+
+        Raises:
+            StoreError: Redis cannot be reached or refuses the credentials.
+        """
+        if self._client is not None:
+            return
+        client = aioredis.Redis.from_url(self._url, decode_responses=False)
+        try:
+            await client.ping()
+        except RedisError as exc:
+            await client.aclose()
+            raise StoreError(
+                f"cannot reach Redis at {_where(self._url)}: {exc}; start "
+                f"redis-server there or fix the --store URL"
+            ) from exc
+        self._scripts = {
+            name: client.register_script(getattr(lua, name)) for name in lua.__all__
+        }
+        self._client = client
+        logger.info(
+            "opened Redis store %s (prefix %r, %d timer shards)",
+            _where(self._url),
+            self.keys.prefix,
+            self.keys.shards,
+        )
+
+    async def close(self) -> None:
+        """Close the connections; closing a closed store does nothing."""
+        if self._client is None:
+            return
+        client, self._client = self._client, None
+        await client.aclose()
+
+    # plumbing
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise StoreError(
+                f"Redis store {_where(self._url)} is not open: await "
+                f"store.open() first (and do not use it after close())"
+            )
+        return self._client
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except RedisError as exc:
+            raise StoreError(
+                f"Redis store {_where(self._url)}: cannot {action}: {exc}; check "
+                f"that redis-server runs and has memory left"
+            ) from exc
+
+    async def _run(
+        self, action: str, script: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        self._redis()
+        with self._errors(action):
+            return await self._scripts[script](keys=keys, args=args)
+
+    # users, devices, consent, subscriptions
+
+    async def upsert_device(self, device: Device) -> None:
+        """Remember a device and make its time zone the user's."""
+        keys = self.keys
+        pipe = self._redis().pipeline(transaction=True)
+        pipe.hset(
+            keys.user(device.app, device.user, "devices"),
+            device.device_id,
+            msgspec.json.encode(device),
+        )
+        pipe.hset(
+            keys.user(device.app, device.user, "profile"), "timezone", device.timezone
+        )
+        with self._errors("save a device"):
+            await pipe.execute()
+
+    async def get_user(self, app: str, user: str) -> UserProfile:
+        """The user's profile; an unknown user gets the defaults."""
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.hgetall(self.keys.user(app, user, "profile"))
+        pipe.hgetall(self.keys.user(app, user, "attrs"))
+        with self._errors("read a user"):
+            profile, attrs = await pipe.execute()
+        return UserProfile(
+            app=app,
+            user=user,
+            attributes={k.decode(): _any_decoder.decode(v) for k, v in attrs.items()},
+            timezone=profile.get(b"timezone", b"UTC").decode(),
+            consent=profile.get(b"consent", b"1") == b"1",
+        )
+
+    async def set_user_attributes(
+        self, app: str, user: str, attributes: dict[str, Any]
+    ) -> None:
+        """Merge ``attributes`` into the profile, one level deep.
+
+        Each attribute is one field of a hash, so a merge is one ``HSET``:
+        atomic without a script, and two processes merging different keys
+        keep both.
+        """
+        if not attributes:
+            return
+        fields = {
+            key: _encode(value, "user attributes") for key, value in attributes.items()
+        }
+        with self._errors("save user attributes"):
+            await self._redis().hset(
+                self.keys.user(app, user, "attrs"),
+                mapping=fields,  # type: ignore[arg-type]
+            )
+
+    async def set_consent(self, app: str, user: str, granted: bool) -> None:
+        with self._errors("save consent"):
+            await self._redis().hset(
+                self.keys.user(app, user, "profile"), "consent", "1" if granted else "0"
+            )
+
+    async def add_subscription(self, subscription: Subscription) -> None:
+        """Add or replace the subscription of one device on one channel."""
+        app, user = subscription.app, subscription.user
+        field = f"{subscription.device_id}{_US}{subscription.channel}"
+        await self._run(
+            "save a subscription",
+            "ADD_SUBSCRIPTION",
+            [
+                self.keys.user(app, user, "subs"),
+                self.keys.user(app, user, "suborder"),
+                self.keys.user(app, user, "subseq"),
+            ],
+            [field, _encode(subscription, "subscription data")],
+        )
+
+    async def subscriptions(self, app: str, user: str) -> list[Subscription]:
+        """The user's subscriptions, in the order they were first added."""
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.zrange(self.keys.user(app, user, "suborder"), 0, -1)
+        pipe.hgetall(self.keys.user(app, user, "subs"))
+        with self._errors("read subscriptions"):
+            order, subs = await pipe.execute()
+        return [
+            msgspec.json.decode(subs[field], type=Subscription)
+            for field in order
+            if field in subs
+        ]
+
+    # caps
+
+    async def cap_count(self, key: str, since: float) -> int:
+        """How many sends were counted under ``key`` at or after ``since``."""
+        with self._errors("count a cap"):
+            count: int = await self._redis().zcount(
+                self.keys.cap(key), repr(since), "+inf"
+            )
+        return count
+
+    async def cap_take(self, key: str, limit: int, since: float, now: float) -> bool:
+        """Count one send under ``key`` if fewer than ``limit`` since
+        ``since``; one atomic step for every process."""
+        return await self.cap_take_all([(key, limit, since)], now) is None
+
+    async def cap_take_all(
+        self,
+        caps: Sequence[tuple[str, int, float]],
+        now: float,
+        send_id: str | None = None,
+    ) -> int | None:
+        """Count one send under every cap or under none, in one script.
+
+        Each counted send is a member of the cap's sorted set scored by its
+        time; the member is ``send_id`` when given, so a send counted once
+        is recognised when its timer is fired again. Events older than the
+        window are dropped on the way and the key expires with its window.
+        """
+        if not caps:
+            return None
+        args: list[Any] = [repr(now), send_id or uuid.uuid4().hex, int(bool(send_id))]
+        for _, limit, since in caps:
+            ttl = (
+                _SESSION_CAP_TTL
+                if math.isinf(since)
+                else max(1, math.ceil(now - since)) + 60
+            )
+            args += [limit, repr(since), ttl]
+        keys = [self.keys.cap(key) for key, _, _ in caps]
+        full: int = await self._run("take cap slots", "CAP_TAKE_ALL", keys, args)
+        return None if full < 0 else full
+
+    # suppression
+
+    async def mark_suppressed(self, app: str, user: str, rule: str, at: float) -> None:
+        await self._run(
+            "save a suppression",
+            "MARK_SUPPRESSED",
+            [self.keys.user(app, user, "supp")],
+            [rule, repr(at)],
+        )
+
+    async def suppressed_at(self, app: str, user: str, rule: str) -> float | None:
+        with self._errors("read a suppression"):
+            value = await self._redis().hget(self.keys.user(app, user, "supp"), rule)
+        return None if value is None else float(value)
+
+    # timers
+
+    def _queue(self, app: str, user: str) -> TimerQueue:
+        return self.keys.timer_queue(self.keys.shard_of(app, user))
+
+    def _queues(self) -> list[TimerQueue]:
+        return [self.keys.timer_queue(n) for n in range(self.keys.shards)]
+
+    async def add_timer(self, timer: PendingTimer) -> None:
+        """Save a pending timer; the same id again replaces it in place."""
+        queue = self._queue(timer.app, timer.user)
+        await self._run(
+            "save a timer",
+            "ADD_TIMER",
+            [
+                queue.due,
+                queue.data,
+                queue.seqs,
+                queue.seq,
+                queue.by_rule(timer.app, timer.user, timer.rule),
+            ],
+            [
+                timer.timer_id,
+                repr(timer.due),
+                repr(timer.triggered_at),
+                _encode(timer, "timer context"),
+            ],
+        )
+
+    async def cancel_timers(
+        self, app: str, user: str, rule: str, triggered_before: float
+    ) -> list[PendingTimer]:
+        """Remove and return the user's timers of ``rule`` triggered at or
+        before ``triggered_before``, claimed or not, for every process."""
+        queue = self._queue(app, user)
+        found = await self._run(
+            "cancel timers",
+            "CANCEL_TIMERS",
+            [
+                queue.by_rule(app, user, rule),
+                queue.due,
+                queue.data,
+                queue.tokens,
+                queue.seqs,
+            ],
+            [repr(triggered_before)],
+        )
+        pairs = [(found[i], int(found[i + 1] or 0)) for i in range(0, len(found), 2)]
+        return _in_order(pairs)
+
+    async def claim_timer(self, timer_id: str) -> PendingTimer | None:
+        """Take a timer by id and remove it; ``None`` if it is gone.
+
+        The id does not say which shard holds the timer, so each is asked:
+        this is the single-process path of a virtual clock, not the hot one.
+        """
+        for queue in self._queues():
+            data = await self._run(
+                "claim a timer",
+                "CLAIM_TIMER",
+                [queue.due, queue.data, queue.tokens, queue.seqs],
+                [timer_id],
+            )
+            if data:
+                timer = _timer_decoder.decode(data)
+                with self._errors("claim a timer"):
+                    await self._redis().zrem(
+                        queue.by_rule(timer.app, timer.user, timer.rule), timer_id
+                    )
+                return timer
+        return None
+
+    async def pending_timers(self) -> list[PendingTimer]:
+        """Every pending timer, claimed or not, earliest due first."""
+        pipe = self._redis().pipeline(transaction=False)
+        for queue in self._queues():
+            pipe.hgetall(queue.data)
+            pipe.hgetall(queue.seqs)
+        with self._errors("list timers"):
+            replies = await pipe.execute()
+        pairs = []
+        for data, seqs in zip(replies[::2], replies[1::2], strict=True):
+            pairs += [(raw, int(seqs.get(tid, 0))) for tid, raw in data.items()]
+        return _in_order(pairs)
+
+    async def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        """Take up to ``limit`` due timers for ``lease`` seconds.
+
+        ``now`` is ignored: due times are compared with Redis ``TIME`` so
+        that every process agrees. The shards are asked in one round trip,
+        each for its share of ``limit``, so a claim never holds more timers
+        than the caller will fire before the lease runs out.
+        """
+        queues = self._queues()
+        share = max(1, -(-limit // len(queues)))
+        pipe = self._redis().pipeline(transaction=False)
+        with self._errors("claim due timers"):
+            for queue in queues:
+                # Queues the EVALSHA on the pipeline (and the script load
+                # it may need); nothing is sent before execute().
+                await self._scripts["CLAIM_DUE"](
+                    keys=[queue.due, queue.data, queue.tokens, queue.seqs],
+                    args=[share, repr(lease)],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        claims: list[tuple[float, int, Claim]] = []
+        for reply in replies:
+            lease_until = float(reply[0])
+            for i in range(1, len(reply), 4):
+                timer = _timer_decoder.decode(reply[i + 1])
+                token = int(reply[i + 2])
+                claim = Claim(timer=timer, token=token, lease_until=lease_until)
+                claims.append((timer.due, int(reply[i + 3]), claim))
+        claims.sort(key=lambda item: item[:2])
+        return [claim for _, _, claim in claims]
+
+    async def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` is still the timer's newest, unsettled claim."""
+        timer = claim.timer
+        queue = self._queue(timer.app, timer.user)
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.hget(queue.tokens, timer.timer_id)
+        pipe.exists(queue.sent(timer.timer_id))
+        with self._errors("check a claim"):
+            token, sent = await pipe.execute()
+        return token == str(claim.token).encode() and not sent
+
+    async def finish(self, claim: Claim) -> bool:
+        """Settle the claimed timer for its newest claimant, once."""
+        timer = claim.timer
+        queue = self._queue(timer.app, timer.user)
+        done = await self._run(
+            "finish a timer",
+            "FINISH",
+            [
+                queue.due,
+                queue.data,
+                queue.tokens,
+                queue.seqs,
+                queue.sent(timer.timer_id),
+                queue.by_rule(timer.app, timer.user, timer.rule),
+            ],
+            [timer.timer_id, str(claim.token), _SENT_TTL],
+        )
+        return bool(done)
+
+    # rule sets
+
+    async def save_rules(self, source: str, now: float) -> int:
+        """Store a checked rule set, bump its version and tell every process."""
+        version: int = await self._run(
+            "save a rule set",
+            "SAVE_RULES",
+            [self.keys.rules],
+            [source, repr(now), self.keys.rules_channel],
+        )
+        return version
+
+    async def load_rules(self) -> StoredRules | None:
+        with self._errors("read the rule set"):
+            found: dict[bytes, bytes] = await self._redis().hgetall(  # type: ignore[assignment]
+                self.keys.rules
+            )
+        if b"source" not in found:
+            return None
+        return StoredRules(
+            version=int(found[b"version"]),
+            source=found[b"source"].decode(),
+            saved_at=float(found[b"saved_at"]),
+        )
+
+    async def rule_versions(self) -> AsyncIterator[int]:
+        """``0`` once subscribed, then each version announced on the rule
+        channel (pub/sub).
+
+        A message published while this process was disconnected is lost
+        by pub/sub; callers load the latest after each ``0``.
+        """
+        pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
+        try:
+            with self._errors("watch rule sets"):
+                await pubsub.subscribe(self.keys.rules_channel)
+            yield 0
+            while True:
+                with self._errors("watch rule sets"):
+                    message = await pubsub.get_message(timeout=None)
+                if message is not None and message["type"] == "message":
+                    yield int(message["data"])
+                elif message is None:
+                    await asyncio.sleep(0)
+        finally:
+            await pubsub.aclose()
+
+    # decisions
+
+    async def record_decision(self, decision: Decision) -> None:
+        """Append one decision to the outcome stream."""
+        payload = _encode(decision, "decision message")
+        with self._errors("record a decision"):
+            await self._redis().xadd(self.keys.decisions, {"d": payload})
+
+    async def decisions(
+        self, app: str | None = None, user: str | None = None
+    ) -> list[Decision]:
+        """Recorded decisions in the order the stream received them."""
+        found: list[Decision] = []
+        start = "-"
+        client = self._redis()
+        while True:
+            with self._errors("list decisions"):
+                batch: Any = await client.xrange(self.keys.decisions, start, "+", 1000)
+            for _, fields in batch:
+                item = _decision_decoder.decode(fields[b"d"])
+                if (app is None or item.app == app) and (
+                    user is None or item.user == user
+                ):
+                    found.append(item)
+            if len(batch) < 1000:
+                return found
+            start = "(" + batch[-1][0].decode()
+
+
+def _in_order(pairs: list[tuple[bytes, int]]) -> list[PendingTimer]:
+    """Timers from (JSON, seq) pairs, earliest due first, then as added."""
+    timers = [(_timer_decoder.decode(raw), seq) for raw, seq in pairs]
+    timers.sort(key=lambda item: (item[0].due, item[1]))
+    return [timer for timer, _ in timers]
+
+
+def _encode(value: Any, what: str) -> bytes:
+    try:
+        return msgspec.json.encode(value)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise StoreError(f"{what} cannot be stored as JSON: {exc}") from exc
+
+
+def _split_url(url: str) -> tuple[str, str, int]:
+    """The URL for redis-py, and our own settings taken out of its query."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    prefix = query.pop("prefix", "sp")
+    shards_text = query.pop("shards", "8")
+    try:
+        shards = int(shards_text)
+    except ValueError:
+        shards = 0
+    if shards < 1:
+        raise StoreError(
+            f"the Redis store URL has shards={shards_text!r}; expected a whole "
+            f"number of timer queues of at least 1, the same in every process"
+        )
+    if not prefix:
+        raise StoreError("the Redis store URL has an empty prefix; leave it out")
+    rest = urlunsplit(parts._replace(query=urlencode(query)))
+    return rest, prefix, shards
+
+
+def _where(url: str) -> str:
+    """Host, port and database for messages, never the password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or 6379
+    return f"{parts.scheme}://{host}:{port}{parts.path or '/0'}"

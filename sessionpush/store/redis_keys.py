@@ -1,0 +1,83 @@
+"""Where each piece of state lives in Redis, laid out for Redis Cluster.
+
+A Lua script may only touch keys of one hash slot in a cluster, and Redis
+hashes only the part of a key between the first ``{`` and the next ``}``
+(the hash tag). So every key that one atomic step touches carries the same
+tag:
+
+- a user's profile, devices, subscriptions and ``unless`` marks:
+  ``{u:APP<US>USER}``, one slot per user;
+- cap counters: the app, kind and owner of the cap key the engine builds
+  (``APP<US>u<US>USER`` or ``APP<US>s<US>SESSION``), so that every cap of one
+  user (or session) is in one slot and taken atomically across devices;
+- timers: one of ``shards`` timer queues ``{t:N}``, chosen by a hash of the
+  user, so that a user's timers, their due index, their cancel index and
+  their idempotency keys are in one slot while the queues spread over the
+  cluster;
+- the decision stream and the rule set: one key each.
+
+``<US>`` is the unit separator ``\\x1f``, which the engine's own keys use.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+__all__ = ["Keys"]
+
+_US = "\x1f"
+
+
+class Keys:
+    """Key names under one ``prefix`` (several deployments may share a Redis)."""
+
+    def __init__(self, prefix: str, shards: int) -> None:
+        self.prefix = prefix
+        self.shards = shards
+        self.decisions = f"{prefix}:decisions"
+        self.rules = f"{prefix}:rules"
+        self.rules_channel = f"{prefix}:rules:changed"
+
+    # users
+
+    def user(self, app: str, user: str, what: str) -> str:
+        """``profile``, ``devices``, ``subs``, ``subseq`` or ``supp``."""
+        return f"{self.prefix}:{{u:{app}{_US}{user}}}:{what}"
+
+    # caps
+
+    def cap(self, key: str) -> str:
+        parts = key.split(_US, 3)
+        tag = _US.join(parts[:3]) if len(parts) >= 3 else key
+        return f"{self.prefix}:{{c:{tag}}}:cap:{key}"
+
+    # timers
+
+    def shard_of(self, app: str, user: str) -> int:
+        # crc32, not hash(): the shard must be the same in every process.
+        return zlib.crc32(f"{app}{_US}{user}".encode()) % self.shards
+
+    def timer_queue(self, shard: int) -> TimerQueue:
+        return TimerQueue(f"{self.prefix}:{{t:{shard}}}")
+
+
+class TimerQueue:
+    """The keys of one timer shard; all of them hash to one slot."""
+
+    __slots__ = ("base", "data", "due", "seq", "seqs", "tokens")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.due = f"{base}:due"  # zset: id -> due, or lease end once claimed
+        self.data = f"{base}:data"  # hash: id -> the timer as JSON
+        self.tokens = f"{base}:tokens"  # hash: id -> fencing token
+        self.seqs = f"{base}:seqs"  # hash: id -> order added (ties by due)
+        self.seq = f"{base}:seq"  # counter behind seqs
+
+    def by_rule(self, app: str, user: str, rule: str) -> str:
+        """Zset of a user's timers of one rule, scored by trigger time."""
+        return f"{self.base}:rule:{app}{_US}{user}{_US}{rule}"
+
+    def sent(self, timer_id: str) -> str:
+        """The idempotency key set when the timer's one send is settled."""
+        return f"{self.base}:sent:{timer_id}"

@@ -1,0 +1,170 @@
+"""Several real gateway processes on one real Redis behave as one: every
+post-session timer fires exactly once, whatever dies on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.e2e.servers import Served, start_serve
+from tests.redis_server import RedisServer
+
+RULES = """
+rule come_back "Bring the cart back" {
+    when session ends where session has cart
+    wait WAIT
+    push { title "Your cart misses you" link "shop://cart" }
+}
+"""
+
+
+async def _session(port: int, user: str) -> str:
+    """hello, a cart, end: the session ends at once and its timer is written."""
+    async with connect(f"ws://127.0.0.1:{port}/v1/session") as ws:
+        hello = {"type": "hello", "user": user, "device": {"platform": "web"}}
+        await ws.send(msgspec.json.encode(hello).decode())
+        welcome = msgspec.json.decode(await ws.recv())
+        cart = {"type": "event", "name": "cart", "props": {"sku": user}, "seq": 1}
+        await ws.send(msgspec.json.encode(cart).decode())
+        assert msgspec.json.decode(await ws.recv()) == {"type": "ack", "seq": 1}
+        await ws.send('{"type": "end"}')
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+    session: str = welcome["session"]
+    return session
+
+
+async def _drive(ports: list[int], count: int) -> list[str]:
+    """``count`` sessions spread over the gateways, at most 50 at a time."""
+    gate = asyncio.Semaphore(50)
+
+    async def one(i: int) -> str:
+        async with gate:
+            return await _session(ports[i % len(ports)], f"user-{i}")
+
+    return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+def _pushes(outboxes: list[Path]) -> list[tuple[str, str]]:
+    """(session, idempotency key) of every push in every outbox."""
+    found = []
+    for outbox in outboxes:
+        if outbox.exists():
+            for line in outbox.read_bytes().splitlines():
+                push = msgspec.json.decode(line)
+                found.append((push["session"], push["id"]))
+    return found
+
+
+def _pushed(outboxes: list[Path]) -> list[str]:
+    """One entry per distinct message: lines that repeat an idempotency key
+    are one message to the provider (a crash between send and settle)."""
+    return [session for session, _ in set(_pushes(outboxes))]
+
+
+def _wait_until_written(port: int, outboxes: list[Path], count: int) -> None:
+    """Until every timer is in Redis or out: a gateway closes the socket of an
+    ended session before its timer is written, so a client's view lags."""
+    deadline = time.monotonic() + 15
+    with redis.Redis(port=port) as client:
+        while time.monotonic() < deadline:
+            pending = sum(client.hlen(f"sp:{{t:{n}}}:data") for n in range(8))
+            if pending + len(_pushed(outboxes)) >= count:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"the gateways did not write {count} timers in time")
+
+
+def _wait_for(outboxes: list[Path], count: int, seconds: float) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while len(set(_pushed(outboxes))) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a duplicate would show up now
+    return _pushed(outboxes)
+
+
+@contextlib.contextmanager
+def _gateways(
+    tmp_path: Path, redis_url: str, count: int, wait: str
+) -> Iterator[tuple[list[Served], list[Path]]]:
+    rules = tmp_path / "shop.rules"
+    rules.write_text(RULES.replace("WAIT", wait))
+    served: list[Served] = []
+    outboxes = [tmp_path / f"outbox-{i}.jsonl" for i in range(count)]
+    try:
+        for i in range(count):
+            cwd = tmp_path / f"gateway-{i}"
+            cwd.mkdir()
+            served.append(
+                start_serve(
+                    *("--rules", str(rules), "--store", redis_url),
+                    *("--outbox", str(outboxes[i]), "--grace", "0.2"),
+                    *("--timer-lease", "2"),
+                    cwd=cwd,
+                )
+            )
+        yield served, outboxes
+    finally:
+        for process in served:
+            process.stop()
+
+
+@pytest.fixture
+def redis_with_aof(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, with an append-only file fsynced each second."""
+    try:
+        server = RedisServer(tmp_path / "redis", aof=True).start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+def test_a_thousand_timers_fire_once_each_though_one_of_three_gateways_is_killed(
+    tmp_path: Path, redis_with_aof: RedisServer
+) -> None:
+    with _gateways(tmp_path, redis_with_aof.url, 3, "2s") as (served, outboxes):
+        sessions = asyncio.run(_drive([s.port for s in served], 1000))
+        _wait_until_written(redis_with_aof.port, outboxes, 1000)
+        deadline = time.monotonic() + 15
+        while not _pushed(outboxes) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        served[0].kill()  # mid-way: it may hold claimed, unsent timers
+        fired_before_kill = len(_pushed(outboxes))
+
+        pushed = _wait_for(outboxes, 1000, 30)
+        with redis.Redis(port=redis_with_aof.port) as client:
+            settled = len(client.keys("sp:{t:*}:sent:*"))
+
+    assert 0 < fired_before_kill < 1000
+    assert settled == 1000
+    # every timer, exactly once (effectively: one idempotency key each)
+    assert Counter(pushed) == Counter(sessions)
+    assert len(set(sessions)) == 1000
+
+
+def test_timers_written_a_second_before_redis_restarts_all_fire_once(
+    tmp_path: Path, redis_with_aof: RedisServer
+) -> None:
+    with _gateways(tmp_path, redis_with_aof.url, 2, "3s") as (served, outboxes):
+        sessions = asyncio.run(_drive([s.port for s in served], 200))
+        _wait_until_written(redis_with_aof.port, outboxes, 200)
+        time.sleep(1.1)  # the append-only file is fsynced every second
+        assert _pushed(outboxes) == []  # still pending when Redis goes down
+
+        redis_with_aof.kill()
+        redis_with_aof.start()  # same port, same directory: replays the AOF
+
+        pushed = _wait_for(outboxes, 200, 20)
+
+    assert Counter(pushed) == Counter(sessions)
