@@ -9,6 +9,7 @@ Without a file, pushes go to the outbox only.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -17,6 +18,13 @@ import msgspec
 from sessionpush.engine.clock import Clock
 from sessionpush.errors import ConfigError
 from sessionpush.store.base import Store
+from sessionpush.transports.apns import ApnsTransport
+from sessionpush.transports.apns_token import (
+    MAX_REFRESH,
+    MIN_REFRESH,
+    ProviderToken,
+    load_signing_key,
+)
 from sessionpush.transports.base import Transport
 from sessionpush.transports.queue import DeliveryQueue
 from sessionpush.transports.vapid import VapidSigner, check_subject, load_key_file
@@ -40,9 +48,19 @@ class WebPushSection(msgspec.Struct, forbid_unknown_fields=True):
     token_lifetime: float = 12 * 3600.0
 
 
+class ApnsSection(msgspec.Struct, forbid_unknown_fields=True):
+    team_id: str
+    key_id: str
+    key_file: str
+    #: The bundle id (``apns-topic``) of each app, by app name.
+    topics: dict[str, str]
+    token_refresh: float = 45 * 60.0
+
+
 class DeliveryConfig(msgspec.Struct, forbid_unknown_fields=True):
     delivery: DeliverySection = msgspec.field(default_factory=DeliverySection)
     webpush: WebPushSection | None = None
+    apns: ApnsSection | None = None
 
     base: Path = Path(".")
 
@@ -71,7 +89,41 @@ def load_config(path: str) -> DeliveryConfig:
         )
     if config.webpush is not None:
         check_subject(config.webpush.subject)
+    if config.apns is not None:
+        check_apns(config.apns, config.base)
     return config
+
+
+#: Apple's team and key ids are 10 upper-case letters and digits.
+_APPLE_ID = re.compile(r"[A-Z0-9]{10}")
+#: A bundle id: reverse-DNS letters, digits, hyphens and dots.
+_BUNDLE_ID = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
+def check_apns(section: ApnsSection, base: Path) -> None:
+    """Refuse an APNs section that could never authenticate."""
+    for key, value in (("team_id", section.team_id), ("key_id", section.key_id)):
+        if not _APPLE_ID.fullmatch(value):
+            raise ConfigError(
+                f"apns.{key}: {value!r} is not 10 upper-case letters and digits; "
+                "copy it from the Apple Developer account (Membership, Keys)"
+            )
+    if not MIN_REFRESH <= section.token_refresh <= MAX_REFRESH:
+        raise ConfigError(
+            f"apns.token_refresh: {section.token_refresh:g} s is outside "
+            "1200-3600 s; Apple asks for a new token every 20 to 60 minutes"
+        )
+    if not section.topics:
+        raise ConfigError(
+            "apns.topics: name the bundle id of at least one app, e.g. "
+            '[apns.topics] default = "com.shop.app"'
+        )
+    for app, topic in section.topics.items():
+        if not _BUNDLE_ID.fullmatch(topic):
+            raise ConfigError(
+                f"apns.topics.{app}: {topic!r} is not a bundle id such as com.shop.app"
+            )
+    load_signing_key(base / section.key_file, "apns.key_file")
 
 
 def webpush_signers(
@@ -106,6 +158,15 @@ def build_queue(config: DeliveryConfig, store: Store, clock: Clock) -> DeliveryQ
             timeout=section.timeout,
             allow_loopback=section.allow_loopback_endpoints,
         )
+    if config.apns is not None:
+        apns = config.apns
+        token = ProviderToken(
+            load_signing_key(config.base / apns.key_file, "apns.key_file"),
+            apns.key_id,
+            apns.team_id,
+            refresh=apns.token_refresh,
+        )
+        transports["apns"] = ApnsTransport(token, apns.topics, timeout=section.timeout)
     return DeliveryQueue(
         transports,
         store,
