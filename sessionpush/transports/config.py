@@ -13,6 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import httpx
 import msgspec
 
 from sessionpush.engine.clock import Clock
@@ -26,6 +27,8 @@ from sessionpush.transports.apns_token import (
     load_signing_key,
 )
 from sessionpush.transports.base import Transport
+from sessionpush.transports.fcm import FcmTransport
+from sessionpush.transports.google_oauth import AccessTokens, load_service_account
 from sessionpush.transports.queue import DeliveryQueue
 from sessionpush.transports.vapid import VapidSigner, check_subject, load_key_file
 from sessionpush.transports.webpush import WebPushTransport
@@ -57,10 +60,16 @@ class ApnsSection(msgspec.Struct, forbid_unknown_fields=True):
     token_refresh: float = 45 * 60.0
 
 
+class FcmSection(msgspec.Struct, forbid_unknown_fields=True):
+    #: The service-account key file of each app's Firebase project.
+    credentials: dict[str, str]
+
+
 class DeliveryConfig(msgspec.Struct, forbid_unknown_fields=True):
     delivery: DeliverySection = msgspec.field(default_factory=DeliverySection)
     webpush: WebPushSection | None = None
     apns: ApnsSection | None = None
+    fcm: FcmSection | None = None
 
     base: Path = Path(".")
 
@@ -91,6 +100,18 @@ def load_config(path: str) -> DeliveryConfig:
         check_subject(config.webpush.subject)
     if config.apns is not None:
         check_apns(config.apns, config.base)
+    if config.fcm is not None:
+        if not config.fcm.credentials:
+            raise ConfigError(
+                "fcm.credentials: name the service-account key file of at "
+                'least one app, e.g. [fcm.credentials] default = "firebase.json"'
+            )
+        for app, key_file in config.fcm.credentials.items():
+            load_service_account(
+                config.base / key_file,
+                f"fcm.credentials.{app}",
+                allow_loopback=section.allow_loopback_endpoints,
+            )
     return config
 
 
@@ -167,6 +188,26 @@ def build_queue(config: DeliveryConfig, store: Store, clock: Clock) -> DeliveryQ
             refresh=apns.token_refresh,
         )
         transports["apns"] = ApnsTransport(token, apns.topics, timeout=section.timeout)
+    if config.fcm is not None:
+        client = httpx.AsyncClient(
+            http2=True,
+            timeout=section.timeout,
+            follow_redirects=False,
+            trust_env=False,
+        )
+        accounts = {
+            app: AccessTokens(
+                load_service_account(
+                    config.base / file,
+                    f"fcm.credentials.{app}",
+                    allow_loopback=section.allow_loopback_endpoints,
+                ),
+                client,
+                clock=clock.now,
+            )
+            for app, file in config.fcm.credentials.items()
+        }
+        transports["fcm"] = FcmTransport(accounts, client, clock=clock.now)
     return DeliveryQueue(
         transports,
         store,

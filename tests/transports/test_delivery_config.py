@@ -13,6 +13,8 @@ from sessionpush.errors import ConfigError
 from sessionpush.store.sqlite import SQLiteStore
 from sessionpush.transports.apns import ApnsTransport
 from sessionpush.transports.config import build_queue, load_config
+from sessionpush.transports.fcm import FcmTransport
+from tests.transports.fcm_server import PROJECT, FcmService
 
 APNS = """
 [apns]
@@ -93,3 +95,29 @@ def test_a_bad_apns_value_refuses_the_start_naming_the_key(
 
     with pytest.raises(ConfigError, match=key):
         load_config(config_file(tmp_path, APNS.replace(old, new)))
+
+
+async def test_an_fcm_section_builds_an_fcm_transport_per_app_project(
+    tmp_path: Path, store: SQLiteStore, clock: VirtualClock
+) -> None:
+    FcmService().key_file(tmp_path)
+    text = (
+        "[delivery]\nallow_loopback_endpoints = true\n\n"
+        '[fcm.credentials]\ndefault = "service-account.json"\n'
+    )
+
+    queue = build_queue(load_config(config_file(tmp_path, text)), store, clock)
+
+    transport = queue.transports["fcm"]
+    assert isinstance(transport, FcmTransport)
+    assert transport.tokens["default"].account.project_id == PROJECT
+    await transport.close()
+
+
+def test_a_missing_fcm_key_file_refuses_the_start_naming_the_app(
+    tmp_path: Path,
+) -> None:
+    text = '[fcm.credentials]\nshop = "nope.json"\n'
+
+    with pytest.raises(ConfigError, match=r"fcm\.credentials\.shop: cannot read"):
+        load_config(config_file(tmp_path, text))
