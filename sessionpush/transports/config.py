@@ -9,9 +9,11 @@ Without a file, pushes go to the outbox only.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -31,6 +33,7 @@ from sessionpush.transports.fcm import FcmTransport
 from sessionpush.transports.google_oauth import AccessTokens, load_service_account
 from sessionpush.transports.queue import DeliveryQueue
 from sessionpush.transports.vapid import VapidSigner, check_subject, load_key_file
+from sessionpush.transports.webhook import Webhook, WebhookTransport
 from sessionpush.transports.webpush import WebPushTransport
 
 __all__ = ["DeliveryConfig", "build_queue", "load_config"]
@@ -65,11 +68,20 @@ class FcmSection(msgspec.Struct, forbid_unknown_fields=True):
     credentials: dict[str, str]
 
 
+class WebhookSection(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    #: The signing secret: from an environment variable or a file, never
+    #: written in the config itself.
+    secret_env: str | None = None
+    secret_file: str | None = None
+
+
 class DeliveryConfig(msgspec.Struct, forbid_unknown_fields=True):
     delivery: DeliverySection = msgspec.field(default_factory=DeliverySection)
     webpush: WebPushSection | None = None
     apns: ApnsSection | None = None
     fcm: FcmSection | None = None
+    webhooks: dict[str, WebhookSection] = {}
 
     base: Path = Path(".")
 
@@ -112,7 +124,65 @@ def load_config(path: str) -> DeliveryConfig:
                 f"fcm.credentials.{app}",
                 allow_loopback=section.allow_loopback_endpoints,
             )
+    load_webhooks(config)
     return config
+
+
+_WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: HMAC-SHA256 keys shorter than the hash add no strength (RFC 2104
+#: section 3); 16 bytes is the least we take.
+MIN_SECRET = 16
+
+
+def load_webhooks(config: DeliveryConfig) -> dict[str, Webhook]:
+    """The ``[webhooks.NAME]`` sections, checked, with their secrets read."""
+    hooks = {}
+    allow_loopback = config.delivery.allow_loopback_endpoints
+    for name, section in config.webhooks.items():
+        key = f"webhooks.{name}"
+        if not _WEBHOOK_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{key}: a webhook name is 1 to 64 letters, digits, '_' or '-'"
+            )
+        url = urlsplit(section.url)
+        loopback = url.scheme == "http" and url.hostname == "127.0.0.1"
+        if not url.hostname or not (
+            url.scheme == "https" or (allow_loopback and loopback)
+        ):
+            raise ConfigError(
+                f"{key}.url: {section.url!r} is not an https URL; decisions "
+                "carry user ids and must not cross the network in clear"
+            )
+        if (section.secret_env is None) == (section.secret_file is None):
+            raise ConfigError(
+                f"{key}: set exactly one of secret_env (an environment "
+                "variable) or secret_file (a file) for the signing secret"
+            )
+        if section.secret_env is not None:
+            value = os.environ.get(section.secret_env)
+            if value is None:
+                raise ConfigError(
+                    f"{key}.secret_env: the environment variable "
+                    f"{section.secret_env} is not set; generate a secret with "
+                    "`openssl rand -hex 32` and export it"
+                )
+            secret = value.strip().encode()
+        else:
+            assert section.secret_file is not None
+            path = config.base / section.secret_file
+            try:
+                secret = path.read_bytes().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{key}.secret_file: cannot read {str(path)!r} ({exc.strerror})"
+                ) from exc
+        if len(secret) < MIN_SECRET:
+            raise ConfigError(
+                f"{key}: the signing secret is {len(secret)} bytes; use at "
+                f"least {MIN_SECRET} (`openssl rand -hex 32` gives 64)"
+            )
+        hooks[name] = Webhook(name=name, url=section.url, secret=secret)
+    return hooks
 
 
 #: Apple's team and key ids are 10 upper-case letters and digits.
@@ -208,6 +278,13 @@ def build_queue(config: DeliveryConfig, store: Store, clock: Clock) -> DeliveryQ
             for app, file in config.fcm.credentials.items()
         }
         transports["fcm"] = FcmTransport(accounts, client, clock=clock.now)
+    if config.webhooks:
+        transports["webhook"] = WebhookTransport(
+            load_webhooks(config),
+            httpx.AsyncClient(
+                timeout=section.timeout, follow_redirects=False, trust_env=False
+            ),
+        )
     return DeliveryQueue(
         transports,
         store,
