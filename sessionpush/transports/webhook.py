@@ -28,7 +28,12 @@ import msgspec
 
 from sessionpush.engine.clock import iso
 from sessionpush.store.base import Subscription
-from sessionpush.transports.base import DeliveryResult, OutboundMessage, Verdict
+from sessionpush.transports.base import (
+    DeliveryResult,
+    OutboundMessage,
+    Verdict,
+    webhook_target,
+)
 from sessionpush.transports.retry import parse_retry_after
 
 __all__ = [
@@ -75,21 +80,6 @@ def verify(
     if not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance:
         return False
     return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
-
-
-def webhook_target(app: str, user: str, name: str) -> Subscription:
-    """The delivery target of a ``webhook "NAME"`` action.
-
-    A webhook has no subscription in the store; this stands in for one so
-    that the delivery queue retries and records it like any device.
-    """
-    return Subscription(
-        app=app,
-        user=user,
-        device_id=f"webhook:{name}",
-        channel="webhook",
-        data={"webhook": name},
-    )
 
 
 class WebhookTransport:
