@@ -41,7 +41,7 @@ from sessionpush.engine.rules import CompiledRule, RuleSet
 from sessionpush.engine.session import Session, SessionState
 from sessionpush.errors import SessionpushError
 from sessionpush.store.base import Claim, Decision, Device, PendingTimer, Store
-from sessionpush.transports.base import OutboundMessage, Transport
+from sessionpush.transports.base import OutboundMessage, Transport, webhook_target
 
 if TYPE_CHECKING:
     from sessionpush.transports.queue import DeliveryQueue
@@ -499,6 +499,16 @@ class Engine:
                 await skip("unreachable", "no open socket for an in-app message")
                 return
             targets: list[Any] = []
+        elif channel == "webhook":
+            # A webhook has no subscription: the config names its URL, the
+            # rule only its name; without a webhook transport the decision
+            # goes to the fallback (the outbox) like any push.
+            name = rule.action.webhook or ""
+            configured = "webhook" in self.transports
+            targets = [webhook_target(app, user, name)] if configured else []
+            if not targets and self.fallback is None:
+                await skip("unreachable", "no webhook transport is configured")
+                return
         else:
             subscriptions = await self.store.subscriptions(app, user)
             targets = [s for s in subscriptions if s.channel in self.transports]

@@ -68,11 +68,13 @@ def _duration_text(seconds: float | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CompiledAction:
-    """What to send and where: ``push`` or ``inapp`` with its templates."""
+    """What to send and where: ``push``, ``inapp`` or ``webhook`` with its
+    templates; ``webhook`` names a ``[webhooks.NAME]`` of the delivery config."""
 
-    channel: Literal["push", "inapp"]
+    channel: Literal["push", "inapp", "webhook"]
     fields: tuple[tuple[str, tuple[TemplatePart, ...]], ...]
     ttl: float | None = None
+    webhook: str | None = None
 
     def render(self, snapshot: dict[str, Any]) -> dict[str, Any]:
         """The message's text fields, filled from a trigger's snapshot."""

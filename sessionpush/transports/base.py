@@ -20,7 +20,13 @@ import msgspec
 
 from sessionpush.store.base import Subscription
 
-__all__ = ["DeliveryResult", "OutboundMessage", "Transport", "Verdict"]
+__all__ = [
+    "DeliveryResult",
+    "OutboundMessage",
+    "Transport",
+    "Verdict",
+    "webhook_target",
+]
 
 
 class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,3 +111,18 @@ class Transport(Protocol):
     ) -> DeliveryResult: ...
 
     async def close(self) -> None: ...
+
+
+def webhook_target(app: str, user: str, name: str) -> Subscription:
+    """The delivery target of a ``webhook "NAME"`` action.
+
+    A webhook has no subscription in the store; this stands in for one so
+    that the delivery queue retries and records it like any device.
+    """
+    return Subscription(
+        app=app,
+        user=user,
+        device_id=f"webhook:{name}",
+        channel="webhook",
+        data={"webhook": name},
+    )
