@@ -35,7 +35,21 @@ __all__ = [
     "format_path",
 ]
 
-ClauseKind = TypingLiteral["trigger", "action", "wait", "unless", "limit"]
+ClauseKind = TypingLiteral[
+    "trigger",
+    "action",
+    "variant",
+    "wait",
+    "at",
+    "unless",
+    "if",
+    "limit",
+    "quiet",
+    "holdout",
+    "goal",
+    "priority",
+]
+_REPEATABLE = ("unless", "limit", "variant")
 
 SESSION_FIELDS = ("events", "duration")
 """What ``session.`` can read: the number of events and the seconds so far."""
@@ -116,7 +130,8 @@ def check_clauses(
     problems: list[Diagnostic] = []
     first: dict[ClauseKind, t.Span] = {}
     for kind, span in clauses:
-        if kind in ("unless", "limit"):
+        if kind in _REPEATABLE:
+            first.setdefault(kind, span)
             continue
         if kind not in first:
             first[kind] = span
@@ -127,17 +142,34 @@ def check_clauses(
             hint = f"{earlier}; a rule has one 'when': write a second rule"
         elif kind == "action":
             message = f"rule '{rule_name}' has a second action"
-            hint = f"{earlier}; a rule sends one push or one inapp message"
-        else:
+            hint = (
+                f"{earlier}; a rule sends one push, inapp or webhook; for a "
+                "split, write variants"
+            )
+        elif kind == "wait":
             message = f"rule '{rule_name}' waits twice"
             hint = f"{earlier}; keep one wait clause"
+        else:
+            word = "if" if kind == "if" else kind.replace("quiet", "quiet hours")
+            message = f"rule '{rule_name}' has a second '{word}'"
+            hint = f"{earlier}; keep one" + (
+                ", joining the conditions with 'and'" if kind == "if" else ""
+            )
         problems.append(_at(path, span, message, hint))
 
+    if "action" in first and "variant" in first:
+        message = f"rule '{rule_name}' has both an action and variants"
+        hint = "put every action inside a variant, or drop the variants"
+        problems.append(_at(path, first["variant"], message, hint))
+    if "wait" in first and "at" in first:
+        message = f"rule '{rule_name}' has both 'wait' and 'at'"
+        hint = "keep one: wait D sends D after the trigger, at HH:MM at a time"
+        problems.append(_at(path, first["at"], message, hint))
     if "trigger" not in first:
         message = f"rule '{rule_name}' has no trigger"
         hint = "add one, like: when purchase, or: when session ends"
         problems.append(_at(path, rule_span, message, hint))
-    if "action" not in first:
+    if "action" not in first and "variant" not in first:
         message = f"rule '{rule_name}' has no action"
         hint = 'add one, like: push { title "..." } or inapp { title "..." }'
         problems.append(_at(path, rule_span, message, hint))
@@ -166,11 +198,11 @@ def check_action_fields(
             message = f"{action} has a second {name}"
             hint = "each field comes at most once; keep one"
             problems.append(_at(path, span, message, hint))
-        elif name == "ttl" and action == "inapp":
-            message = "inapp has no ttl"
+        elif name in _PUSH_ONLY and action == "inapp":
+            message = f"inapp has no {name}"
             hint = (
                 "an in-app message shows while the session is open, or is "
-                "dropped; ttl is for push"
+                f"dropped; {name} is for push"
             )
             problems.append(_at(path, span, message, hint))
         seen.add(name)
@@ -179,6 +211,9 @@ def check_action_fields(
         hint = 'add one, like: title "Still there?"; body and link are optional'
         problems.append(_at(path, action_span, message, hint))
     return problems
+
+
+_PUSH_ONLY = ("ttl", "urgency", "collapse")
 
 
 # -- after parsing --------------------------------------------------------------
