@@ -112,10 +112,10 @@ def format_rule(rule: t.Rule, comments: list[_Comment] | None = None) -> str:
             after.append(comment.text)
             continue
         span, lines = clauses[index]
-        if not comment.alone and comment.line == span.line and len(lines) == 1:
-            if index not in trailing:
-                trailing[index] = comment.text
-                continue
+        one_line = len(lines) == 1 and comment.line == span.line
+        if one_line and not comment.alone and index not in trailing:
+            trailing[index] = comment.text
+            continue
         placed.setdefault(index, []).append(comment.text)
 
     out = [head + " {"]

@@ -46,8 +46,9 @@ def load_paths(paths: Sequence[str]) -> list[t.RuleFile]:
             not check; holds the diagnostics of every file.
     """
     loaded = _load(paths)
-    if loaded.diagnostics:
-        raise RulesError(loaded.diagnostics)
+    errors = [d for d in loaded.diagnostics if d.severity == "error"]
+    if errors:
+        raise RulesError(errors)
     return loaded.files
 
 
@@ -69,11 +70,15 @@ def run_check(paths: Sequence[str], out: TextIO) -> int:
         out.write(diagnostic.render() + "\n\n")
 
     rule_count = sum(len(rule_file.rules) for rule_file in loaded.files)
-    errors = len(loaded.diagnostics)
-    out.write(
+    errors = sum(1 for d in loaded.diagnostics if d.severity == "error")
+    warnings = len(loaded.diagnostics) - errors
+    summary = (
         f"{_count(loaded.file_count, 'file')}, {_count(rule_count, 'rule')}, "
-        f"{_count(errors, 'error')}\n"
+        f"{_count(errors, 'error')}"
     )
+    if warnings:
+        summary += f", {_count(warnings, 'warning')}"
+    out.write(summary + "\n")
     return 1 if errors else 0
 
 

@@ -198,7 +198,9 @@ def parse_with_diagnostics(
     """
     if len(text) > MAX_BYTES or len(text.encode("utf-8", "replace")) > MAX_BYTES:
         size = len(text.encode("utf-8", "replace"))
-        message = f"this file is {size:,} bytes; a rule file holds at most {MAX_BYTES:,}"
+        message = (
+            f"this file is {size:,} bytes; a rule file holds at most {MAX_BYTES:,}"
+        )
         hint = "split the rules over several files in one directory"
         return t.RuleFile(path, ()), [Diagnostic(path, 0, 0, 0, message, hint)]
     source = _Source(text, path)
@@ -739,8 +741,8 @@ class _Converter:
             )
         if kind in ("contains", "starts_with"):
             left, right = _kids(node)
-            op: t.TextOp = "contains" if kind == "contains" else "starts with"
-            return t.TextTest(op, self.operand(left), self.operand(right), span)
+            text_op: t.TextOp = "contains" if kind == "contains" else "starts with"
+            return t.TextTest(text_op, self.operand(left), self.operand(right), span)
         if kind == "matches":
             left, pattern = _kids(node)
             literal = t.Literal(self.string(pattern), span=self.span(pattern))

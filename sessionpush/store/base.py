@@ -21,6 +21,7 @@ import msgspec
 __all__ = [
     "Decision",
     "Device",
+    "GoalEvent",
     "PendingTimer",
     "Store",
     "Subscription",
@@ -102,6 +103,21 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     channel: str
     triggered_at: float
     message: dict[str, Any] | None = None
+
+
+class GoalEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event that a rule names as its ``goal``, for conversion reports.
+
+    Recorded for every matching event of a user the rule has a decision
+    about; reports join it with the decisions (sent and ``held_out``) whose
+    trigger came no more than the goal's ``within`` before ``at``.
+    """
+
+    app: str
+    rule: str
+    user: str
+    session: str
+    at: float
 
 
 class Store(Protocol):
@@ -186,3 +202,13 @@ class Store(Protocol):
         self, app: str | None = None, user: str | None = None
     ) -> list[Decision]:
         """Recorded decisions in the order they were made."""
+
+    # goals (``goal E within D``)
+
+    async def record_goal(self, goal: GoalEvent) -> None:
+        """Append one goal event of one rule and user."""
+
+    async def goals(
+        self, app: str | None = None, rule: str | None = None
+    ) -> list[GoalEvent]:
+        """Recorded goal events in the order they happened."""
