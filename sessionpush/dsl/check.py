@@ -402,10 +402,12 @@ class _RuleChecker:
             yield from self.condition(trigger.first.where, session_end=False)
             for step in trigger.steps:
                 yield from self.condition(step.where, session_end=False)
-                yield from self.positive(step.within, step.span, "within")
+                yield from self.positive(step.within, step.span, "within", step.event)
             if isinstance(trigger, t.AbsenceTrigger):
                 yield from self.condition(trigger.absent_where, session_end=False)
-                yield from self.positive(trigger.within, trigger.span, "within")
+                yield from self.positive(
+                    trigger.within, trigger.span, "within", trigger.absent
+                )
                 if trigger.within > IDLE_TIMEOUT:
                     yield self.warning(
                         trigger.span,
@@ -417,12 +419,15 @@ class _RuleChecker:
                         "'when session ends' with 'unless'",
                     )
 
-    def positive(self, seconds: float, span: t.Span, word: str) -> Iterator[Diagnostic]:
+    def positive(
+        self, seconds: float, span: t.Span, word: str, event: str | None = None
+    ) -> Iterator[Diagnostic]:
         if seconds <= 0:
+            give = f"give '{event}' time to come, " if event else ""
             yield self.error(
                 span,
                 f"'{word}' must be longer than zero, got {format_duration(seconds)}",
-                f"like: {word} 2m",
+                f"{give}like: {word} 2m",
             )
 
     def guard(self, expr: t.Expr) -> Iterator[Diagnostic]:

@@ -1030,8 +1030,9 @@ def _syntax_hint(expected: set[str], came_type: str, came: str) -> str | None:
         return "a '{' is not closed: end it with '}'"
     if came_type == "NAME" and set(_CLAUSE_WORDS) <= set(keywords):
         return (
-            "a rule holds a trigger (when), an action (push or inapp) and "
-            "optionally wait, unless and limit clauses"
+            "a rule holds a trigger (when), an action (push, inapp or "
+            "webhook, or variants of them) and optionally wait, at, unless, "
+            "if, limit, quiet hours, holdout, goal and priority clauses"
         )
     return None
 
