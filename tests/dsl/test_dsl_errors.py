@@ -89,8 +89,8 @@ def test_a_misspelt_clause_keyword_lists_the_clauses_and_suggests_one() -> None:
 
 def test_an_unknown_word_where_a_clause_belongs_explains_a_rule() -> None:
     assert error_of('rule r { when view send { title "a" } }') == (
-        "shop.rules:1:20: expected one of: when, wait, at, unless, if, limit, quiet, holdout, variant, "
-        "goal, priority, push, inapp, webhook, "
+        "shop.rules:1:20: expected one of: when, wait, at, unless, if, limit, "
+        "quiet, holdout, variant, goal, priority, push, inapp, webhook, "
         "where, as, then, '}', came 'send'\n"
         '    rule r { when view send { title "a" } }\n'
         "                       ^^^^\n"
@@ -121,8 +121,8 @@ def test_an_unknown_unit_is_not_a_duration() -> None:
 
 def test_a_single_equals_sign_suggests_a_double_one() -> None:
     assert error_of('rule r { when view where plan = "pro" push { title "a" } }') == (
-        "shop.rules:1:31: expected one of: when, wait, at, unless, if, limit, quiet, holdout, variant, "
-        "goal, priority, push, inapp, webhook, "
+        "shop.rules:1:31: expected one of: when, wait, at, unless, if, limit, "
+        "quiet, holdout, variant, goal, priority, push, inapp, webhook, "
         "then, starts, and, or, not, in, contains, matches, exists, "
         "a comparison (==, !=, <, <=, >, >=), "
         "'.', '}', came '='\n"
@@ -155,8 +155,8 @@ def test_an_unclosed_string_is_reported_at_its_quote() -> None:
 
 def test_an_unclosed_rule_is_reported_after_its_last_token() -> None:
     assert error_of("rule r {\n    when view") == (
-        "shop.rules:2:14: expected one of: when, wait, at, unless, if, limit, quiet, holdout, variant, "
-        "goal, priority, push, inapp, webhook, "
+        "shop.rules:2:14: expected one of: when, wait, at, unless, if, limit, "
+        "quiet, holdout, variant, goal, priority, push, inapp, webhook, "
         "where, as, then, '}', came the end of the file\n"
         "    when view\n"
         "             ^\n"
