@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sessionpush.dsl import tree as t
-from sessionpush.dsl.check import format_duration
 from sessionpush.dsl.parse import parse_text
 
 __all__ = ["format_expr", "format_file", "format_rule", "format_text"]
@@ -399,7 +398,16 @@ def _literal(literal: t.Literal, quote: str = '"') -> str:
 
 
 def _duration(seconds: float) -> str:
-    return format_duration(seconds)
+    # Exact, unlike format_duration (which rounds for messages): the text
+    # must parse back to the very same number of seconds.
+    exact = Decimal(repr(seconds))
+    sign, size = ("-" if exact < 0 else ""), abs(exact)
+    for unit, factor in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if size >= factor and size % factor == 0:
+            return f"{sign}{size // factor}{unit}"
+    if (size * 1000) == (size * 1000).to_integral_value() and size:
+        return f"{sign}{(size * 1000).normalize():f}ms"
+    return f"{sign}{size.normalize():f}s"
 
 
 def _clock(minutes: int) -> str:
