@@ -208,7 +208,7 @@ async def test_at_sends_at_the_next_local_clock_time(harness: Any) -> None:
 
 async def test_a_per_day_limit_resets_at_the_users_midnight(harness: Any) -> None:
     h = await harness(
-        'rule r { when cart limit 1 per user per day push { title "a" } }'
+        'rule r { when cart limit 1 per user per day push { title "a" } }', idle=7200
     )
     # 22:13 UTC is 23:13 in Berlin; local midnight is 23:00 UTC.
     peer = await open_in(h, "Europe/Berlin")
