@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sessionpush.dsl import load_ruleset
+from sessionpush.dsl.check import check_files
 from sessionpush.dsl.compile import compile_rules
 from sessionpush.dsl.parse import parse_text
 from sessionpush.engine.rules import CompiledRule, Match, RuleSet
@@ -58,11 +59,11 @@ class NaiveRuleSet(RuleSet):
             if rule.where is not None and not rule.where(props, session):
                 continue
             if rule.kind == "event":
-                matches.append((rule, None))
+                matches.append((rule, None, {}))
             elif rule.index not in session.absence:
                 due = now + rule.within
                 session.absence[rule.index] = due
-                matches.append((rule, due))
+                matches.append((rule, due, {}))
         for rule in self.rules:
             if name in rule.needs_seen:
                 session.seen.add(name)
@@ -109,6 +110,28 @@ def measure_matcher(rules: RuleSet, events: list[RecordedEvent]) -> float:
     return 20 * len(pairs) / (time.perf_counter() - started)
 
 
+def compile_time(count: int) -> float:
+    """Seconds to parse, check and compile ``count`` varied rules."""
+    shapes = (
+        'rule r{n} {{ when view where price > {n} push {{ title "t{n}" }} }}',
+        "rule r{n} {{ when view as v then cart where price > v.price within 5m "
+        'limit 1 per session push {{ title "{{v.brand | upper}}" }} }}',
+        "rule r{n} {{ when 2 times search where results == 0 within 5m "
+        'quiet hours 22:00-08:00 inapp {{ title "n{n}" }} else push }}',
+        "rule r{n} {{ when session ends where session has cart wait 10m "
+        'unless purchase holdout 10% variant a 50% {{ push {{ title "a" }} }} '
+        'variant b 50% {{ push {{ title "b" }} }} }}',
+    )
+    text = "\n".join(shapes[n % len(shapes)].format(n=n) for n in range(count))
+    started = time.perf_counter()
+    files = [parse_text(text, "bench.rules")]
+    problems = check_files(files)
+    compile_rules(files)
+    elapsed = time.perf_counter() - started
+    assert not problems, problems[0].render()
+    return elapsed
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -134,6 +157,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                 slow.append(bench(naive, events))
             f, s = statistics.median(fast), statistics.median(slow)
             print(f"{len(indexed):>6} {f:>14,.0f} {s:>12,.0f} {f / s:>6.2f}x")
+
+    seconds = statistics.median(compile_time(1000) for _ in range(args.repeat))
+    print(f"\ncompile (parse, check, compile) of 1,000 rules: {seconds:.2f} s")
+    print("\nper-event cost of the matcher, most rules naming other events")
+    print(f"{'rules':>6} {'us/event':>10}")
+    for total in (10, 100, 1000):
+        rules = rule_set(base, total - len(base), naive=False)
+        rates = [measure_matcher(rules, events) for _ in range(args.repeat)]
+        print(f"{len(rules):>6} {1e6 / statistics.median(rates):>10.2f}")
 
 
 if __name__ == "__main__":

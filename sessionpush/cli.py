@@ -1,4 +1,4 @@
-"""The ``sessionpush`` command: serve, check, replay.
+"""The ``sessionpush`` command: serve, check, fmt, replay.
 
 Each subcommand is a thin adapter: it parses options, configures logging
 (libraries attach no handlers; this is the one place that does) and calls
@@ -129,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check .rules files and directories")
     check.add_argument("paths", nargs="+", metavar="PATH")
 
+    fmt = sub.add_parser("fmt", help="format .rules files in place")
+    fmt.add_argument("paths", nargs="+", metavar="PATH")
+    fmt.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 if a file is not formatted",
+    )
+
     replay = sub.add_parser("replay", help="replay recorded sessions through the rules")
     replay.add_argument("--rules", action="append", required=True, metavar="PATH")
     replay.add_argument("--events", required=True, metavar="FILE")
@@ -163,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sessionpush.dsl.load import run_check
 
             return run_check(args.paths, sys.stdout)
+        if args.command == "fmt":
+            from sessionpush.dsl.load import run_fmt
+
+            return run_fmt(args.paths, sys.stdout, check=args.check)
         return asyncio.run(_replay(args))
     except SessionpushError as exc:
         print(f"sessionpush {args.command}: {exc}", file=sys.stderr)

@@ -10,20 +10,28 @@ is simply false, so no event can make a rule raise.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from sessionpush.dsl import tree
+from sessionpush.dsl.regex import MAX_SUBJECT, pattern_problem
+from sessionpush.engine.calendar import local_minutes
 from sessionpush.engine.rules import (
+    LANG_KEY,
     CompiledAction,
+    CompiledGoal,
     CompiledLimit,
     CompiledRule,
+    CompiledStep,
+    CompiledVariant,
     Getter,
     Pred,
+    QuietWindow,
     RuleSet,
     TemplatePart,
+    TextParts,
 )
-from sessionpush.engine.session import Session
 
 __all__ = ["compile_expr", "compile_path", "compile_rule", "compile_rules"]
 
@@ -39,6 +47,10 @@ def path_key(path: tree.Path) -> str:
     """The canonical text of a path, used as its key in a snapshot."""
     if path.root == "last":
         return ".".join((f"last({path.event_name})", *path.parts))
+    if path.root == "bound":
+        return ".".join((f"as({path.event_name})", *path.parts))
+    if path.root == "session" and path.parts == ("count",):
+        return f"session.count({path.event_name})"
     return ".".join((path.root, *path.parts))
 
 
@@ -53,6 +65,11 @@ def _dig(value: Any, parts: tuple[str, ...]) -> Any:
 def compile_path(path: tree.Path) -> Getter:
     """A function reading the path's value from an event and its session."""
     parts = path.parts
+    if path.root == "bound":
+        bound = path.event_name or ""
+        return lambda props, session: _dig(session.bound.get(bound), parts)
+    if path.root == "session":
+        return _session_field(path)
     head, rest = parts[0], parts[1:]
     if path.root == "event":
         if not rest:
@@ -62,26 +79,51 @@ def compile_path(path: tree.Path) -> Getter:
         return lambda props, session: _dig(session.user_attributes, parts)
     if path.root == "device":
         return lambda props, session: _dig(session.device, parts)
-    if path.root == "last":
-        name = path.event_name
-        assert name is not None
-        return lambda props, session: _dig(session.last.get(name), parts)
-    return _session_field(head)
+    name = path.event_name
+    assert name is not None
+    return lambda props, session: _dig(session.last.get(name), parts)
 
 
-def _session_field(name: str) -> Getter:
+def _session_field(path: tree.Path) -> Getter:
+    name = path.parts[0]
+    if name == "count":
+        event = path.event_name or ""
+        return lambda props, session: session.tally.get(event, 0)
     if name == "events":
         return lambda props, session: session.events
     if name == "duration":
         return lambda props, session: session.duration
+    if name == "clock":
+        return lambda props, session: local_minutes(
+            session.last_at, str(session.device.get("timezone") or "UTC")
+        )
     # The checker rejects other fields; this keeps the compiler total.
     return lambda props, session: None
 
 
-def _value(node: tree.Path | tree.Literal) -> tuple[Getter | None, Any]:
+def _snapshot_path(path: tree.Path) -> Getter:
+    """A path read at send time: the profile as it is now, the rest as it
+    was at the trigger (the session may be over)."""
+    if path.root == "user":
+        return compile_path(path)
+    key = path_key(path)
+    return lambda props, session: props.get(key)
+
+
+def has_key(event: str) -> str:
+    """The snapshot key of ``session has E``."""
+    return f"session has {event}"
+
+
+PathCompiler = Callable[[tree.Path], Getter]
+
+
+def _value(
+    node: tree.Path | tree.Literal, path: PathCompiler
+) -> tuple[Getter | None, Any]:
     if isinstance(node, tree.Literal):
         return None, node.value
-    return compile_path(node), None
+    return path(node), None
 
 
 def _is_number(value: Any) -> bool:
@@ -99,9 +141,7 @@ def _equal(a: Any, b: Any) -> bool:
     return a == b and (a is None or _same_kind(a, b))
 
 
-def _compare(node: tree.Compare) -> Pred:
-    left_get, left_const = _value(node.left)
-    right_get, right_const = _value(node.right)
+def _compare(node: tree.Compare, path: PathCompiler) -> Pred:
     if node.op in ("==", "!="):
         negate = node.op == "!="
 
@@ -119,6 +159,18 @@ def _compare(node: tree.Compare) -> Pred:
             except TypeError:
                 return False
 
+    return _binary(node.left, node.right, test, path)
+
+
+def _binary(
+    left: tree.Path | tree.Literal,
+    right: tree.Path | tree.Literal,
+    test: Callable[[Any, Any], bool],
+    path: PathCompiler,
+) -> Pred:
+    left_get, left_const = _value(left, path)
+    right_get, right_const = _value(right, path)
+
     if left_get is not None and right_get is None:
         return lambda props, session: test(left_get(props, session), right_const)
     if left_get is None and right_get is not None:
@@ -131,43 +183,95 @@ def _compare(node: tree.Compare) -> Pred:
     return lambda props, session: constant
 
 
-def _in_list(node: tree.InList) -> Pred:
-    get = compile_path(node.operand)
-    options = [item.value for item in node.options.items]
+def _member(value: Any, options: Any) -> bool:
+    if not isinstance(options, list | tuple):
+        return False
+    return any(_equal(value, option) for option in options)
+
+
+def _in_list(node: tree.InList, path: PathCompiler) -> Pred:
     negated = node.negated
+    if isinstance(node.options, tree.ListExpr):
+        options = [item.value for item in node.options.items]
+        right: tree.Path | tree.Literal = tree.Literal(None)
 
-    def test(props: dict[str, Any], session: Session) -> bool:
-        value = get(props, session)
-        found = any(_equal(value, option) for option in options)
-        return found != negated
+        def test(value: Any, _unused: Any) -> bool:
+            return _member(value, options) != negated
 
-    return test
+    else:
+        right = node.options
+
+        def test(value: Any, _unused: Any) -> bool:
+            return _member(value, _unused) != negated
+
+    return _binary(node.operand, right, test, path)
+
+
+def _contains(haystack: Any, needle: Any) -> bool:
+    if isinstance(haystack, str):
+        return isinstance(needle, str) and needle in haystack
+    return _member(needle, haystack)
+
+
+def _starts_with(text: Any, prefix: Any) -> bool:
+    return isinstance(text, str) and isinstance(prefix, str) and text.startswith(prefix)
+
+
+def _text_test(node: tree.TextTest, path: PathCompiler) -> Pred:
+    if node.op == "contains":
+        return _binary(node.left, node.right, _contains, path)
+    if node.op == "starts with":
+        return _binary(node.left, node.right, _starts_with, path)
+    pattern = str(node.right.value) if isinstance(node.right, tree.Literal) else ""
+    if pattern_problem(pattern) is not None:
+        # The checker refuses such patterns; never run one that slipped by.
+        return lambda props, session: False
+    search = re.compile(pattern).search
+
+    def matches(text: Any, _: Any) -> bool:
+        return isinstance(text, str) and search(text[:MAX_SUBJECT]) is not None
+
+    return _binary(node.left, tree.Literal(None), matches, path)
 
 
 def _truthy(get: Getter) -> Pred:
     return lambda props, session: bool(get(props, session))
 
 
-def compile_expr(node: tree.Expr) -> Pred:
-    """A predicate over ``(props, session)`` for a condition."""
+def compile_expr(node: tree.Expr, path: PathCompiler = compile_path) -> Pred:
+    """A predicate over ``(props, session)`` for a condition.
+
+    Args:
+        node: The condition.
+        path: How paths are read; the default reads the event and the live
+            session.
+    """
     if isinstance(node, tree.Compare):
-        return _compare(node)
+        return _compare(node, path)
     if isinstance(node, tree.InList):
-        return _in_list(node)
+        return _in_list(node, path)
+    if isinstance(node, tree.TextTest):
+        return _text_test(node, path)
+    if isinstance(node, tree.Exists):
+        get = path(node.operand)
+        return lambda props, session: get(props, session) is not None
     if isinstance(node, tree.And):
-        left, right = compile_expr(node.left), compile_expr(node.right)
+        left, right = compile_expr(node.left, path), compile_expr(node.right, path)
         return lambda props, session: left(props, session) and right(props, session)
     if isinstance(node, tree.Or):
-        left, right = compile_expr(node.left), compile_expr(node.right)
+        left, right = compile_expr(node.left, path), compile_expr(node.right, path)
         return lambda props, session: left(props, session) or right(props, session)
     if isinstance(node, tree.Not):
-        operand = compile_expr(node.operand)
+        operand = compile_expr(node.operand, path)
         return lambda props, session: not operand(props, session)
     if isinstance(node, tree.SessionHas):
         name = node.event
+        if path is _snapshot_path:
+            key = has_key(name)
+            return lambda props, session: bool(props.get(key))
         return lambda props, session: name in session.seen
     if isinstance(node, tree.Path):
-        return _truthy(compile_path(node))
+        return _truthy(path(node))
     constant = bool(node.value)
     return lambda props, session: constant
 
@@ -185,6 +289,15 @@ def _walk(node: Any) -> Iterable[Any]:
         yield from _walk(node.right)
     elif isinstance(node, tree.InList):
         yield from _walk(node.operand)
+        yield from _walk(node.options)
+    elif isinstance(node, tree.TextTest):
+        yield from _walk(node.left)
+        yield from _walk(node.right)
+    elif isinstance(node, tree.Exists):
+        yield node.operand
+    elif isinstance(node, tree.Localised):
+        for _, template in node.entries:
+            yield from _walk(template)
     elif isinstance(node, tree.Template):
         for part in node.parts:
             if isinstance(part, tree.Placeholder):
@@ -204,52 +317,147 @@ def _template(template: tree.Template) -> tuple[TemplatePart, ...]:
     return tuple(parts)
 
 
+def _text_parts(text: tree.Text) -> TextParts:
+    if isinstance(text, tree.Template):
+        return _template(text)
+    return tuple((lang, _template(template)) for lang, template in text.entries)
+
+
 def _action(action: tree.Action) -> CompiledAction:
-    fields = [("title", action.title), ("body", action.body), ("link", action.link)]
-    compiled = tuple(
-        (name, _template(template)) for name, template in fields if template is not None
-    )
+    if isinstance(action, tree.WebhookAction):
+        return CompiledAction("webhook", webhook=action.name)
+    texts: list[tuple[str, tree.Text | None]] = [
+        ("title", action.title),
+        ("body", action.body),
+        ("link", action.link),
+        ("image", action.image),
+    ]
     if isinstance(action, tree.PushAction):
-        return CompiledAction("push", compiled, ttl=action.ttl)
-    return CompiledAction("inapp", compiled)
+        texts.append(("collapse", action.collapse))
+    fields = tuple((name, _text_parts(text)) for name, text in texts if text)
+    localised = frozenset(
+        name for name, text in texts if isinstance(text, tree.Localised)
+    )
+    data = tuple((key, _template(value)) for key, value in action.data)
+    if isinstance(action, tree.PushAction):
+        return CompiledAction(
+            "push",
+            fields,
+            ttl=action.ttl,
+            urgency=action.urgency,
+            data=data,
+            localised=localised,
+        )
+    return CompiledAction(
+        "inapp", fields, data=data, localised=localised, else_push=action.else_push
+    )
+
+
+def _texts(action: tree.Action) -> list[tree.Text]:
+    if isinstance(action, tree.WebhookAction):
+        return []
+    found: list[tree.Text | None] = [
+        action.title,
+        action.body,
+        action.link,
+        action.image,
+        *(value for _, value in action.data),
+    ]
+    if isinstance(action, tree.PushAction):
+        found.append(action.collapse)
+    return [text for text in found if text is not None]
+
+
+def _trigger_fields(trigger: tree.Trigger) -> tuple[str, dict[str, Any], list[Any]]:
+    """The rule kind, its trigger's compiled fields, and its conditions."""
+    fields: dict[str, Any]
+    if isinstance(trigger, tree.EventTrigger):
+        fields = {
+            "event": trigger.event,
+            "where": _maybe(trigger.where),
+            "binding": trigger.binding,
+        }
+        return "event", fields, [trigger.where]
+    if isinstance(trigger, tree.SequenceTrigger | tree.AbsenceTrigger):
+        first = trigger.first
+        steps = (
+            CompiledStep(first.event, _maybe(first.where), 0.0, first.binding),
+            *(
+                CompiledStep(s.event, _maybe(s.where), s.within, s.binding)
+                for s in trigger.steps
+            ),
+        )
+        conditions = [first.where, *(s.where for s in trigger.steps)]
+        fields = {"event": first.event, "where": steps[0].where, "steps": steps}
+        if isinstance(trigger, tree.SequenceTrigger):
+            return "sequence", fields, conditions
+        fields.update(
+            absent=trigger.absent,
+            absent_where=_maybe(trigger.absent_where),
+            absent_binding=trigger.absent_binding,
+            within=trigger.within,
+        )
+        return "absence", fields, [*conditions, trigger.absent_where]
+    if isinstance(trigger, tree.CountTrigger):
+        match = trigger.event
+        fields = {
+            "event": match.event,
+            "where": _maybe(match.where),
+            "binding": match.binding,
+            "count": trigger.count,
+            "within": trigger.within,
+        }
+        return "count", fields, [match.where]
+    if isinstance(trigger, tree.IdleTrigger):
+        fields = {"where": _maybe(trigger.where), "idle": trigger.seconds}
+        return "idle", fields, [trigger.where]
+    kind = (
+        "session_start"
+        if isinstance(trigger, tree.SessionStartTrigger)
+        else "session_end"
+    )
+    return kind, {"where": _maybe(trigger.where)}, [trigger.where]
 
 
 def compile_rule(rule: tree.Rule, source: str = "") -> CompiledRule:
     """Compile one checked rule."""
-    trigger = rule.trigger
-    conditions: list[tree.Expr | None] = [u.where for u in rule.unless]
-    kwargs: dict[str, Any] = {}
-    if isinstance(trigger, tree.EventTrigger):
-        kind = "event"
-        kwargs.update(event=trigger.event, where=_maybe(trigger.where))
-        conditions.append(trigger.where)
-    elif isinstance(trigger, tree.AbsenceTrigger):
-        kind = "absence"
-        kwargs.update(
-            event=trigger.first.event,
-            where=_maybe(trigger.first.where),
-            absent=trigger.absent,
-            absent_where=_maybe(trigger.absent_where),
-            within=trigger.within,
-        )
-        conditions += [trigger.first.where, trigger.absent_where]
-    else:
-        kind = "session_end"
-        kwargs.update(where=_maybe(trigger.where))
-        conditions.append(trigger.where)
+    kind, kwargs, conditions = _trigger_fields(rule.trigger)
+    conditions += [u.where for u in rule.unless]
+    if rule.goal is not None:
+        conditions.append(rule.goal.where)
+    if rule.condition is not None:
+        conditions.append(rule.condition)
 
-    templates = [
-        t for t in (rule.action.title, rule.action.body, rule.action.link) if t
-    ]
+    actions = [rule.action] if rule.action is not None else []
+    actions += [variant.action for variant in rule.variants]
+    texts = [text for action in actions for text in _texts(action)]
     nodes = [n for c in conditions if c is not None for n in _walk(c)]
-    nodes += [n for t in templates for n in _walk(t)]
-    template_paths = {
-        path_key(n): n for t in templates for n in _walk(t) if isinstance(n, tree.Path)
+    nodes += [n for text in texts for n in _walk(text)]
+    captured = {
+        path_key(n): compile_path(n)
+        for text in texts
+        for n in _walk(text)
+        if isinstance(n, tree.Path)
     }
+    guard = guard_at_send = None
+    if rule.condition is not None:
+        guard = compile_expr(rule.condition)
+        guard_at_send = compile_expr(rule.condition, _snapshot_path)
+        for node in _walk(rule.condition):
+            if isinstance(node, tree.Path) and node.root != "user":
+                captured[path_key(node)] = compile_path(node)
+            elif isinstance(node, tree.SessionHas):
+                captured[has_key(node.event)] = _has_getter(node.event)
+    if any(isinstance(text, tree.Localised) for text in texts):
+        captured[LANG_KEY] = lambda props, session: session.device.get("lang")
+
+    compiled = [_action(action) for action in actions]
+    quiet = rule.quiet
+    goal = rule.goal
     return CompiledRule(
         name=rule.name,
         kind=kind,  # type: ignore[arg-type]
-        action=_action(rule.action),
+        action=compiled[0],
         title=rule.title,
         wait=rule.wait.seconds if rule.wait else None,
         wait_after_end=bool(rule.wait and rule.wait.after_session_end),
@@ -257,18 +465,47 @@ def compile_rule(rule: tree.Rule, source: str = "") -> CompiledRule:
         limits=tuple(
             CompiledLimit(lim.count, lim.per, lim.window) for lim in rule.limits
         ),
-        captures=tuple(
-            (key, compile_path(path)) for key, path in sorted(template_paths.items())
-        ),
+        captures=tuple(sorted(captured.items())),
         needs_seen=frozenset(n.event for n in nodes if isinstance(n, tree.SessionHas)),
         needs_last=frozenset(
             n.event_name
             for n in nodes
             if isinstance(n, tree.Path) and n.root == "last" and n.event_name
         ),
+        needs_tally=frozenset(
+            n.event_name
+            for n in nodes
+            if isinstance(n, tree.Path)
+            and n.root == "session"
+            and n.parts == ("count",)
+            and n.event_name
+        ),
         source=source,
+        guard=guard,
+        guard_at_send=guard_at_send,
+        at=rule.at.minutes if rule.at else None,
+        quiet=None
+        if quiet is None
+        else QuietWindow(quiet.start, quiet.end, quiet.drop),
+        holdout=rule.holdout,
+        variants=tuple(
+            CompiledVariant(variant.name, variant.percent, action)
+            for variant, action in zip(
+                rule.variants,
+                compiled[len(compiled) - len(rule.variants) :],
+                strict=True,
+            )
+        ),
+        goal=None
+        if goal is None
+        else CompiledGoal(goal.event, _maybe(goal.where), goal.within),
+        priority=rule.priority,
         **kwargs,
     )
+
+
+def _has_getter(event: str) -> Getter:
+    return lambda props, session: event in session.seen
 
 
 def _maybe(node: tree.Expr | None) -> Pred | None:

@@ -42,6 +42,9 @@ class Diagnostic:
         hint: How to fix it, when we can tell; ``None`` otherwise.
         source_line: The text of ``line``, filled in by whoever holds the
             file's text, so that :meth:`render` can show it.
+        severity: ``"error"`` stops a rule set from loading; ``"warning"``
+            (a rule that can never fire, a likely misspelt event name) is
+            reported and the rules still load.
     """
 
     path: str
@@ -51,6 +54,7 @@ class Diagnostic:
     message: str
     hint: str | None = None
     source_line: str | None = None
+    severity: str = "error"
 
     @property
     def location(self) -> str:
@@ -71,7 +75,8 @@ class Diagnostic:
             four spaces with carets under the offending columns, then the
             hint; lines joined by ``\\n``, no trailing line break.
         """
-        out = [f"{self.location}: {self.message}"]
+        label = "warning: " if self.severity == "warning" else ""
+        out = [f"{self.location}: {label}{self.message}"]
         if source_line is not None and self.line > 0:
             out.extend(self._excerpt(source_line.rstrip("\r\n")))
         if self.hint:

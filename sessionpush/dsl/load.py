@@ -18,7 +18,7 @@ from sessionpush.dsl.check import check_files
 from sessionpush.dsl.errors import Diagnostic, RulesError
 from sessionpush.dsl.parse import parse_with_diagnostics
 
-__all__ = ["RULES_SUFFIX", "load_paths", "run_check"]
+__all__ = ["RULES_SUFFIX", "load_paths", "run_check", "run_fmt"]
 
 RULES_SUFFIX = ".rules"
 
@@ -46,8 +46,9 @@ def load_paths(paths: Sequence[str]) -> list[t.RuleFile]:
             not check; holds the diagnostics of every file.
     """
     loaded = _load(paths)
-    if loaded.diagnostics:
-        raise RulesError(loaded.diagnostics)
+    errors = [d for d in loaded.diagnostics if d.severity == "error"]
+    if errors:
+        raise RulesError(errors)
     return loaded.files
 
 
@@ -69,12 +70,59 @@ def run_check(paths: Sequence[str], out: TextIO) -> int:
         out.write(diagnostic.render() + "\n\n")
 
     rule_count = sum(len(rule_file.rules) for rule_file in loaded.files)
-    errors = len(loaded.diagnostics)
-    out.write(
+    errors = sum(1 for d in loaded.diagnostics if d.severity == "error")
+    warnings = len(loaded.diagnostics) - errors
+    summary = (
         f"{_count(loaded.file_count, 'file')}, {_count(rule_count, 'rule')}, "
-        f"{_count(errors, 'error')}\n"
+        f"{_count(errors, 'error')}"
     )
+    if warnings:
+        summary += f", {_count(warnings, 'warning')}"
+    out.write(summary + "\n")
     return 1 if errors else 0
+
+
+def run_fmt(paths: Sequence[str], out: TextIO, *, check: bool = False) -> int:
+    """Format rule files in place, as ``sessionpush fmt`` does.
+
+    A file that does not parse is reported and left as it is; the others
+    are still formatted.
+
+    Args:
+        paths: As for :func:`load_paths`.
+        out: Where the report goes.
+        check: Change nothing; list the files that formatting would change.
+
+    Returns:
+        The exit status: 1 if a file does not parse or, with ``check``,
+        would change; 0 otherwise.
+    """
+    from sessionpush.dsl.format import format_text
+
+    problems: list[Diagnostic] = []
+    changed: list[str] = []
+    for name in _rule_files(paths, problems):
+        text = _read(name, problems)
+        if text is None:
+            continue
+        try:
+            formatted = format_text(text, name)
+        except RulesError as error:
+            problems.extend(error.diagnostics)
+            continue
+        if formatted == text:
+            continue
+        changed.append(name)
+        if not check:
+            with open(name, "w", encoding="utf-8", newline="") as handle:
+                handle.write(formatted)
+    for diagnostic in problems:
+        out.write(diagnostic.render() + "\n\n")
+    verb = "would reformat" if check else "reformatted"
+    for name in changed:
+        out.write(f"{verb} {name}\n")
+    out.write(f"{_count(len(changed), 'file')} {verb}\n")
+    return 1 if problems or (check and changed) else 0
 
 
 def _count(n: int, noun: str) -> str:

@@ -20,6 +20,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from importlib import resources
 from typing import Any, NoReturn
@@ -36,7 +37,12 @@ from sessionpush.dsl import tree as t
 from sessionpush.dsl.check import ClauseKind, check_action_fields, check_clauses
 from sessionpush.dsl.errors import Diagnostic, RulesError
 
-__all__ = ["MAX_NESTING", "parse_text", "parse_with_diagnostics"]
+__all__ = ["MAX_BYTES", "MAX_NESTING", "parse_text", "parse_with_diagnostics"]
+
+MAX_BYTES = 1024 * 1024
+"""The largest rule file accepted. A thousand rules fit in a fifth of it;
+past it a file is a mistake (a data file named ``.rules``), and refusing it
+up front keeps ``check`` and server start-up fast whatever is thrown at it."""
 
 MAX_NESTING = 64
 """How deeply ``and``, ``or`` and ``not`` may nest in one condition.
@@ -72,17 +78,44 @@ _WORDING = {
     "NUMBER": "a number",
     "INT": "a whole number like 3",
     "DURATION": "a duration like 10m or 24h",
+    "CLOCK": "a time of day like 08:30",
+    "PERCENT": "a share like 10%",
     "COMP_OP": "a comparison (==, !=, <, <=, >, >=)",
 }
 _ORDER = [
-    *("rule", "when", "wait", "unless", "limit", "push", "inapp"),
-    *("title", "body", "link", "ttl", "where", "then", "no", "within"),
-    *("after", "ends", "end", "per", "and", "or", "not", "in", "has"),
+    *("rule", "when", "wait", "at", "unless", "if", "limit", "quiet"),
+    *("holdout", "variant", "goal", "priority", "push", "inapp", "webhook"),
+    *("title", "body", "link", "image", "ttl", "urgency", "collapse", "data"),
+    *("where", "as", "then", "no", "within", "times", "idle", "starts"),
+    *("after", "ends", "end", "per", "day", "hours", "drop", "else"),
+    *("and", "or", "not", "in", "contains", "starts", "matches", "exists", "has"),
     *(_WORDING[name] for name in ("COMP_OP", "NAME", "INT", "NUMBER")),
-    *(_WORDING[name] for name in ("DURATION", "STRING")),
+    *(_WORDING[name] for name in ("DURATION", "CLOCK", "PERCENT", "STRING")),
     *("event", "user", "device", "session", "last", "true", "false", "null"),
 ]
-_CLAUSE_WORDS = ("when", "wait", "unless", "limit", "push", "inapp")
+_CLAUSE_WORDS = ("when", "wait", "unless", "limit", "push", "inapp", "webhook")
+_CLAUSE_KINDS: dict[str, ClauseKind] = {
+    "when_event": "trigger",
+    "when_count": "trigger",
+    "when_idle": "trigger",
+    "when_session_start": "trigger",
+    "when_session_end": "trigger",
+    "push": "action",
+    "inapp": "action",
+    "webhook": "action",
+    "variant": "variant",
+    "wait": "wait",
+    "at": "at",
+    "unless": "unless",
+    "if_": "if",
+    "limit_session": "limit",
+    "limit_user": "limit",
+    "limit_day": "limit",
+    "quiet": "quiet",
+    "holdout": "holdout",
+    "goal": "goal",
+    "priority": "priority",
+}
 _WORD_CHARS = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
@@ -163,6 +196,13 @@ def parse_with_diagnostics(
         The rules that could be built, and the diagnostics, with their
         source lines, of everything that could not.
     """
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        size = len(text.encode("utf-8", "replace"))
+        message = (
+            f"this file is {size:,} bytes; a rule file holds at most {MAX_BYTES:,}"
+        )
+        hint = "split the rules over several files in one directory"
+        return t.RuleFile(path, ()), [Diagnostic(path, 0, 0, 0, message, hint)]
     source = _Source(text, path)
     try:
         try:
@@ -259,6 +299,7 @@ class _Converter:
         self.source = source
         self.to_abs: Callable[[int], int] = to_abs or (lambda offset: offset)
         self.in_placeholder = to_abs is not None
+        self.bindings: frozenset[str] = frozenset()
 
     # -- positions and errors -------------------------------------------------
 
@@ -357,96 +398,164 @@ class _Converter:
         name_token, title_token, *clauses = _kids(node)
         name = str(name_token)
         title = None if title_token is None else self.string(title_token)
+        # Names bound with `as` are read as `c.price` anywhere in the rule,
+        # also in clauses written before the trigger: collect them first.
+        self.bindings = _bindings(clauses)
 
-        triggers: list[t.Trigger] = []
-        actions: list[t.Action] = []
-        waits: list[t.Wait] = []
-        unless: list[t.Unless] = []
-        limits: list[t.Limit] = []
+        found: dict[str, list[Any]] = {}
         kinds: list[tuple[ClauseKind, t.Span]] = []
         problems: list[Diagnostic] = []
         for clause in clauses:
-            kind = clause.data
-            if kind in ("when_event", "when_session_end"):
-                triggers.append(self.trigger(clause))
-                kinds.append(("trigger", triggers[-1].span))
-            elif kind in ("push", "inapp"):
-                action, action_problems = self.action(clause)
+            kind = _CLAUSE_KINDS[clause.data]
+            span = self.span(clause)
+            kinds.append((kind, span))
+            if kind in ("action", "variant"):
+                action, action_problems = self.clause_action(clause)
                 problems.extend(action_problems)
                 if action is not None:
-                    actions.append(action)
-                kinds.append(("action", self.span(clause)))
-            elif kind == "wait":
-                waits.append(self.wait(clause))
-                kinds.append(("wait", waits[-1].span))
-            elif kind == "unless":
-                unless.append(self.unless(clause))
-                kinds.append(("unless", unless[-1].span))
-            else:
-                limits.append(self.limit(clause))
-                kinds.append(("limit", limits[-1].span))
+                    found.setdefault(kind, []).append(action)
+                continue
+            found.setdefault(kind, []).append(self.clause(clause))
 
         span = self.span(node)
         problems.extend(check_clauses(self.source.path, name, span, kinds))
         problems = [self._with_line(d) for d in problems]
-        if problems or len(triggers) != 1 or len(actions) != 1:
+        actions = found.get("action", [])
+        variants = tuple(found.get("variant", []))
+        if problems or len(found.get("trigger", [])) != 1:
             return None, problems
+        if len(actions) + (1 if variants else 0) != 1:
+            return None, problems
+
+        def one(kind: str) -> Any:
+            values = found.get(kind)
+            return values[0] if values else None
+
+        holdout = one("holdout")
         rule = t.Rule(
             name=name,
-            trigger=triggers[0],
-            action=actions[0],
+            trigger=found["trigger"][0],
+            action=actions[0] if actions else None,
             title=title,
-            wait=waits[0] if waits else None,
-            unless=tuple(unless),
-            limits=tuple(limits),
+            wait=one("wait"),
+            unless=tuple(found.get("unless", [])),
+            limits=tuple(found.get("limit", [])),
             span=span,
+            at=one("at"),
+            condition=one("if"),
+            quiet=one("quiet"),
+            holdout=holdout,
+            variants=variants,
+            goal=one("goal"),
+            priority=one("priority") or 0,
         )
         return rule, []
 
     def _with_line(self, diagnostic: Diagnostic) -> Diagnostic:
         if diagnostic.source_line is not None or diagnostic.line <= 0:
             return diagnostic
-        return Diagnostic(
-            diagnostic.path,
-            diagnostic.line,
-            diagnostic.column,
-            diagnostic.end_column,
-            diagnostic.message,
-            diagnostic.hint,
-            self.source.line_text(diagnostic.line),
-        )
+        return replace(diagnostic, source_line=self.source.line_text(diagnostic.line))
 
     # -- clauses ----------------------------------------------------------------
 
+    def clause(self, node: Tree[Token]) -> Any:
+        kind = node.data
+        span = self.span(node)
+        kids = _kids(node)
+        if kind.startswith("when_"):
+            return self.trigger(node)
+        if kind == "wait":
+            return self.wait(node)
+        if kind == "at":
+            return t.At(self.clock(kids[0]), span)
+        if kind == "unless":
+            match = self.event_match(kids[0], bindable=False)
+            return t.Unless(match.event, match.where, span)
+        if kind == "if_":
+            return self.expr(kids[0])
+        if kind == "quiet":
+            start, end, drop = kids
+            return t.QuietHours(
+                self.clock(start), self.clock(end), drop is not None, span
+            )
+        if kind == "holdout":
+            return self.percent(kids[0])
+        if kind == "goal":
+            match = self.event_match(kids[0], bindable=False)
+            return t.Goal(match.event, self.duration(kids[1]), match.where, span)
+        if kind == "priority":
+            return self.integer(kids[0])
+        return self.limit(node)
+
     def trigger(self, node: Tree[Token]) -> t.Trigger:
         span = self.span(node)
-        if node.data == "when_session_end":
-            _, where = _kids(node)
-            return t.SessionEndTrigger(
-                where=None if where is None else self.expr(where), span=span
+        kids = _kids(node)
+        kind = node.data
+        if kind in ("when_session_end", "when_session_start", "when_idle"):
+            where = None if kids[-1] is None else self.expr(kids[-1])
+            if kind == "when_session_end":
+                return t.SessionEndTrigger(where=where, span=span)
+            if kind == "when_session_start":
+                return t.SessionStartTrigger(where=where, span=span)
+            return t.IdleTrigger(self.duration(kids[1]), where, span)
+        if kind == "when_count":
+            count, match_node, within = kids
+            return t.CountTrigger(
+                self.integer(count),
+                self.event_match(match_node),
+                self.duration(within),
+                span,
             )
 
-        first_node, absent_node, within = _kids(node)
+        first_node, *step_nodes = kids
         first = self.event_match(first_node)
-        if absent_node is None:
-            return t.EventTrigger(first.event, first.where, span)
-        absent = self.event_match(absent_node)
-        return t.AbsenceTrigger(
-            first=t.EventTrigger(first.event, first.where, self.span(first_node)),
-            absent=absent.event,
-            absent_where=absent.where,
-            within=self.duration(within),
-            span=span,
-        )
+        steps: list[t.Step] = []
+        for index, step_node in enumerate(step_nodes):
+            no, match_node, within = _kids(step_node)
+            match = self.event_match(match_node)
+            if no is None:
+                steps.append(
+                    t.Step(
+                        match.event,
+                        self.duration(within),
+                        match.where,
+                        match.binding,
+                        self.span(step_node),
+                    )
+                )
+                continue
+            if index != len(step_nodes) - 1:
+                self.fail(
+                    step_node,
+                    "'then no' must be the last step of a trigger",
+                    "nothing can follow an absence: end the trigger with it",
+                )
+            return t.AbsenceTrigger(
+                first=first,
+                absent=match.event,
+                absent_where=match.where,
+                within=self.duration(within),
+                span=span,
+                steps=tuple(steps),
+                absent_binding=match.binding,
+            )
+        if steps:
+            return t.SequenceTrigger(first, tuple(steps), span)
+        return replace(first, span=span)
 
-    def event_match(self, node: Tree[Token]) -> t.Unless:
-        # An event name and its optional condition: the shape of an Unless,
-        # which the triggers take apart.
-        name, where = _kids(node)
-        return t.Unless(
+    def event_match(self, node: Tree[Token], bindable: bool = True) -> t.EventTrigger:
+        name, binding, where = _kids(node)
+        if binding is not None and not bindable:
+            self.fail(
+                binding,
+                f"'as {binding}' binds nothing here",
+                "name events with 'as' in the 'when' clause only",
+            )
+        return t.EventTrigger(
             event=str(name),
             where=None if where is None else self.expr(where),
             span=self.span(node),
+            binding=None if binding is None else str(binding),
         )
 
     def wait(self, node: Tree[Token]) -> t.Wait:
@@ -457,15 +566,13 @@ class _Converter:
             span=self.span(node),
         )
 
-    def unless(self, node: Tree[Token]) -> t.Unless:
-        match = self.event_match(_kids(node)[0])
-        return t.Unless(match.event, match.where, self.span(node))
-
     def limit(self, node: Tree[Token]) -> t.Limit:
         count = self.integer(_kids(node)[0])
         span = self.span(node)
         if node.data == "limit_session":
             return t.Limit(count=count, per="session", span=span)
+        if node.data == "limit_day":
+            return t.Limit(count=count, per="day", span=span)
         window = _kids(node)[2]
         return t.Limit(
             count=count,
@@ -474,38 +581,123 @@ class _Converter:
             span=span,
         )
 
+    def clause_action(
+        self, node: Tree[Token]
+    ) -> tuple[t.Action | t.Variant | None, list[Diagnostic]]:
+        if node.data != "variant":
+            return self.action(node)
+        name, percent, action_node = _kids(node)
+        action, problems = self.action(action_node)
+        if action is None:
+            return None, problems
+        variant = t.Variant(str(name), self.percent(percent), action, self.span(node))
+        return variant, problems
+
     def action(self, node: Tree[Token]) -> tuple[t.Action | None, list[Diagnostic]]:
         span = self.span(node)
+        if node.data == "webhook":
+            return t.WebhookAction(self.string(_kids(node)[0]), span), []
         seen: list[tuple[str, t.Span]] = []
-        texts: dict[str, t.Template] = {}
-        ttl: float | None = None
-        for field in _children(node):
-            key, value = field.children
+        values: dict[str, Any] = {}
+        fields = _children(node)
+        else_push = False
+        if node.data == "inapp" and fields and isinstance(fields[-1], Token):
+            else_push = True
+            fields = fields[:-1]
+        for field in fields:
+            key, *rest = field.children
             seen.append((str(key), self.span(field)))
-            if key.type == "TTL":
-                ttl = self.duration(value)
-            else:
-                texts.setdefault(str(key), self.template(value))
+            if str(key) in values:
+                continue
+            values[str(key)] = self.field_value(key, rest)
 
         problems = check_action_fields(self.source.path, node.data, span, seen)
         if problems:
             return None, problems
         if node.data == "push":
             push = t.PushAction(
-                title=texts["title"],
-                body=texts.get("body"),
-                link=texts.get("link"),
-                ttl=ttl,
+                title=values["title"],
+                body=values.get("body"),
+                link=values.get("link"),
+                ttl=values.get("ttl"),
                 span=span,
+                image=values.get("image"),
+                urgency=values.get("urgency"),
+                collapse=values.get("collapse"),
+                data=values.get("data", ()),
             )
             return push, []
         inapp = t.InappAction(
-            title=texts["title"],
-            body=texts.get("body"),
-            link=texts.get("link"),
+            title=values["title"],
+            body=values.get("body"),
+            link=values.get("link"),
             span=span,
+            image=values.get("image"),
+            data=values.get("data", ()),
+            else_push=else_push,
         )
         return inapp, []
+
+    def field_value(self, key: Token, rest: list[Any]) -> Any:
+        kind = key.type
+        if kind == "TTL":
+            return self.duration(rest[0])
+        if kind == "URGENCY":
+            return str(rest[0])
+        if kind == "DATA":
+            entries = [entry for entry in rest if entry is not None]
+            pairs: dict[str, t.Template] = {}
+            for entry in entries:
+                data_key, value = entry.children
+                if str(data_key) in pairs:
+                    self.fail(
+                        data_key,
+                        f"data has a second '{data_key}'",
+                        "each key comes at most once; keep one",
+                    )
+                pairs[str(data_key)] = self.template(value)
+            return tuple(pairs.items())
+        value = rest[0]
+        if isinstance(value, Tree):
+            return self.localised(value)
+        return self.template(value)
+
+    def localised(self, node: Tree[Token]) -> t.Localised:
+        kids = _kids(node)
+        entries: list[tuple[str, t.Template]] = []
+        seen: set[str] = set()
+        for lang, text in zip(kids[::2], kids[1::2], strict=True):
+            key = str(lang)
+            if key.lower() in seen:
+                self.fail(
+                    lang,
+                    f"the language '{key}' comes twice",
+                    "give each language one text",
+                )
+            seen.add(key.lower())
+            entries.append((key, self.template(text)))
+        return t.Localised(tuple(entries), self.span(node))
+
+    def clock(self, token: Token) -> int:
+        hours, minutes = (int(part) for part in str(token).split(":"))
+        if hours > 23 or minutes > 59:
+            self.fail(
+                token,
+                f"'{token}' is not a time of day",
+                "write a time from 00:00 to 23:59, like 08:30",
+            )
+        return hours * 60 + minutes
+
+    def percent(self, token: Token) -> float:
+        text = str(token)[:-1]
+        value = float(text) if len(text) <= _MAX_DIGITS else math.inf
+        if not 0 <= value <= 100:
+            self.fail(
+                token,
+                f"'{_shorten(str(token))}' is not a share between 0% and 100%",
+                "like: holdout 10%",
+            )
+        return value
 
     # -- conditions ---------------------------------------------------------------
 
@@ -538,11 +730,25 @@ class _Converter:
         if kind in ("in_list", "not_in_list"):
             operand, options = _kids(node)
             return t.InList(
-                operand=self.path(operand),
-                options=self.list_expr(options),
+                operand=self.operand(operand),
+                options=(
+                    self.list_expr(options)
+                    if options.data == "list"
+                    else self.path(options)
+                ),
                 negated=kind == "not_in_list",
                 span=span,
             )
+        if kind in ("contains", "starts_with"):
+            left, right = _kids(node)
+            text_op: t.TextOp = "contains" if kind == "contains" else "starts with"
+            return t.TextTest(text_op, self.operand(left), self.operand(right), span)
+        if kind == "matches":
+            left, pattern = _kids(node)
+            literal = t.Literal(self.string(pattern), span=self.span(pattern))
+            return t.TextTest("matches", self.operand(left), literal, span)
+        if kind == "exists":
+            return t.Exists(self.path(_kids(node)[0]), span)
         if kind == "session_has":
             return t.SessionHas(str(_kids(node)[1]), span)
         return self.operand(node)
@@ -556,7 +762,11 @@ class _Converter:
         names = [str(child) for child in _kids(node)]
         span = self.span(node)
         if node.data == "bare_path":
+            if names[0] in self.bindings:
+                return t.Path("bound", tuple(names[1:]), names[0], span)
             return t.Path("event", tuple(names), span=span)
+        if node.data == "session_count":
+            return t.Path("session", ("count",), event_name=names[1], span=span)
         if node.data == "last_path":
             return t.Path("last", tuple(names[1:]), event_name=names[0], span=span)
         root = _path_root(names[0])
@@ -574,6 +784,8 @@ class _Converter:
             return t.Literal(self.string(token), span=span)
         if kind == "DURATION":
             return t.Literal(self.duration(token), is_duration=True, span=span)
+        if kind == "CLOCK":
+            return t.Literal(self.clock(token), is_clock=True, span=span)
         if kind == "NUMBER":
             if "." in token:
                 return t.Literal(self.decimal(token), span=span)
@@ -706,6 +918,7 @@ class _Converter:
         inner = _Converter(
             self.source, lambda offset: offsets[min(base + offset, close_at)]
         )
+        inner.bindings = self.bindings
         try:
             node = _parser().parse(content, start="placeholder")
         except UnexpectedInput as exc:
@@ -722,6 +935,17 @@ class _Converter:
         # From the name on, without the "|": errors underline the name.
         span = self.source.span(self.bounds(name)[0], self.bounds(node)[1])
         return t.Filter(str(name), literals, span)
+
+
+def _bindings(clauses: list[Any]) -> frozenset[str]:
+    names: set[str] = set()
+    for clause in clauses:
+        if isinstance(clause, Tree) and clause.data.startswith("when_"):
+            for match in clause.find_data("event_match"):
+                binding = match.children[1]
+                if binding is not None:
+                    names.add(str(binding))
+    return frozenset(names)
 
 
 def _closing_brace(text: str, start: int) -> int:
@@ -806,8 +1030,9 @@ def _syntax_hint(expected: set[str], came_type: str, came: str) -> str | None:
         return "a '{' is not closed: end it with '}'"
     if came_type == "NAME" and set(_CLAUSE_WORDS) <= set(keywords):
         return (
-            "a rule holds a trigger (when), an action (push or inapp) and "
-            "optionally wait, unless and limit clauses"
+            "a rule holds a trigger (when), an action (push, inapp or "
+            "webhook, or variants of them) and optionally wait, at, unless, "
+            "if, limit, quiet hours, holdout, goal and priority clauses"
         )
     return None
 

@@ -18,30 +18,44 @@ __all__ = [
     "AbsenceTrigger",
     "Action",
     "And",
+    "At",
     "Compare",
     "CompareOp",
+    "CountTrigger",
     "EventTrigger",
+    "Exists",
     "Expr",
     "Filter",
+    "Goal",
+    "IdleTrigger",
     "InList",
     "InappAction",
     "Limit",
     "ListExpr",
     "Literal",
+    "Localised",
     "Not",
     "Or",
     "Path",
     "Placeholder",
     "PushAction",
+    "QuietHours",
     "Rule",
     "RuleFile",
+    "SequenceTrigger",
     "SessionEndTrigger",
     "SessionHas",
+    "SessionStartTrigger",
     "Span",
+    "Step",
     "Template",
+    "Text",
+    "TextTest",
     "Trigger",
     "Unless",
+    "Variant",
     "Wait",
+    "WebhookAction",
 ]
 
 
@@ -73,6 +87,8 @@ class Literal:
 
     value: LiteralValue
     is_duration: bool = False
+    #: A clock time ``22:00``: ``value`` is minutes after midnight.
+    is_clock: bool = False
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
@@ -82,7 +98,7 @@ class ListExpr:
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
-PathRoot = TypingLiteral["event", "user", "device", "session", "last"]
+PathRoot = TypingLiteral["event", "user", "device", "session", "last", "bound"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +109,10 @@ class Path:
     ``price`` inside ``where`` is ``event.price``), the user's profile, the
     device of the connection, the session's own facts (``session.events``,
     ``session.duration``), or the last event of a name in this session
-    (``last(cart).brand``: ``root="last"``, ``event_name="cart"``).
+    (``last(cart).brand``: ``root="last"``, ``event_name="cart"``), or an
+    event bound with ``as`` (``c.price`` after ``when cart as c``:
+    ``root="bound"``, ``event_name="c"``). ``session.count(cart)`` is
+    ``root="session"``, ``parts=("count",)``, ``event_name="cart"``.
     """
 
     root: PathRoot
@@ -123,11 +142,38 @@ class Compare:
 
 @dataclass(frozen=True, slots=True)
 class InList:
-    """``x in [..]`` or, with ``negated``, ``x not in [..]``."""
+    """``x in [..]`` or, with ``negated``, ``x not in [..]``.
+
+    The options may also be a path to a list, like ``user.tags``.
+    """
+
+    operand: Path | Literal
+    options: ListExpr | Path
+    negated: bool = False
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+TextOp = TypingLiteral["contains", "starts with", "matches"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextTest:
+    """``x contains y``, ``x starts with y`` or ``x matches "regex"``.
+
+    ``contains`` also tests membership when ``x`` is a list.
+    """
+
+    op: TextOp
+    left: Path | Literal
+    right: Path | Literal
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    """``x exists``: the path has a value other than ``null``."""
 
     operand: Path
-    options: ListExpr
-    negated: bool = False
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
@@ -151,7 +197,9 @@ class Not:
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
-Expr = Compare | InList | And | Or | Not | SessionHas | Path | Literal
+Expr = (
+    Compare | InList | TextTest | Exists | And | Or | Not | SessionHas | Path | Literal
+)
 
 
 # -- templates ---------------------------------------------------------------
@@ -187,6 +235,21 @@ class Template:
         return all(isinstance(part, str) for part in self.parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Localised:
+    """``{ en "Still there?" de "Noch da?" }``: one template per language.
+
+    Picked by ``device.lang`` at render time; the first entry is the
+    fallback for a language that is not listed.
+    """
+
+    entries: tuple[tuple[str, Template], ...]
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+Text = Template | Localised
+
+
 # -- triggers ----------------------------------------------------------------
 
 
@@ -197,20 +260,76 @@ class EventTrigger:
     event: str
     where: Expr | None = None
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
+    binding: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """``then F [as f] [where Q] within D``: one later step of a sequence."""
+
+    event: str
+    within: float
+    where: Expr | None = None
+    binding: str | None = None
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceTrigger:
+    """``when E [where P] then F [where Q] within D ...``.
+
+    Fires at the event that completes the last step; each step must come
+    less than its ``within`` after the step before, and one event fills at
+    most one step.
+    """
+
+    first: EventTrigger
+    steps: tuple[Step, ...]
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class AbsenceTrigger:
-    """``when E [where P] then no F [where Q] within D``.
+    """``when E [where P] [then F within D ...] then no G [where Q] within D``.
 
-    Fires when ``within`` seconds pass after a matching E with no matching F
-    in the same session; the timer fires it, no later event is needed.
+    Fires when ``within`` seconds pass after a matching E (and the ``steps``
+    after it, if any) with no matching G in the same session; the timer
+    fires it, no later event is needed.
     """
 
     first: EventTrigger
     absent: str
     absent_where: Expr | None
     within: float
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+    steps: tuple[Step, ...] = ()
+    absent_binding: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CountTrigger:
+    """``when N times E [where P] within D``: the N-th match inside D."""
+
+    count: int
+    event: EventTrigger
+    within: float
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IdleTrigger:
+    """``when idle D [where P]``: no event in the session for D."""
+
+    seconds: float
+    where: Expr | None = None
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStartTrigger:
+    """``when session starts [where P]``: once, when a session begins."""
+
+    where: Expr | None = None
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
@@ -222,7 +341,15 @@ class SessionEndTrigger:
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
-Trigger = EventTrigger | AbsenceTrigger | SessionEndTrigger
+Trigger = (
+    EventTrigger
+    | SequenceTrigger
+    | AbsenceTrigger
+    | CountTrigger
+    | IdleTrigger
+    | SessionStartTrigger
+    | SessionEndTrigger
+)
 
 
 # -- policy and actions -------------------------------------------------------
@@ -238,6 +365,14 @@ class Wait:
 
 
 @dataclass(frozen=True, slots=True)
+class At:
+    """``at HH:MM``: send at the next such time in the user's zone."""
+
+    minutes: int
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Unless:
     """``unless E [where P]``: cancels a pending send when E arrives."""
 
@@ -248,44 +383,107 @@ class Unless:
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """``limit N per session`` or ``limit N per user per D``."""
+    """``limit N per session``, ``per user per D`` or ``per user per day``.
+
+    ``per="day"`` is the calendar day in the user's zone.
+    """
 
     count: int
-    per: TypingLiteral["session", "user"]
+    per: TypingLiteral["session", "user", "day"]
     window: float | None = None
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
+class QuietHours:
+    """``quiet hours HH:MM-HH:MM [drop]``, in minutes after midnight."""
+
+    start: int
+    end: int
+    drop: bool = False
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """``goal E [where P] within D``: what counts as a conversion."""
+
+    event: str
+    within: float
+    where: Expr | None = None
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+
+
+Urgency = TypingLiteral["very_low", "low", "normal", "high"]
+
+
+@dataclass(frozen=True, slots=True)
 class PushAction:
-    title: Template
-    body: Template | None = None
+    title: Text
+    body: Text | None = None
     link: Template | None = None
     ttl: float | None = None
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
+    image: Template | None = None
+    urgency: str | None = None
+    collapse: Template | None = None
+    data: tuple[tuple[str, Template], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class InappAction:
-    title: Template
-    body: Template | None = None
+    """``inapp { .. }``; ``else_push`` sends it as a push when no socket is
+    open."""
+
+    title: Text
+    body: Text | None = None
     link: Template | None = None
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
+    image: Template | None = None
+    data: tuple[tuple[str, Template], ...] = ()
+    else_push: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAction:
+    """``webhook "name"``: POST the decision to a configured endpoint."""
+
+    name: str
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
-Action = PushAction | InappAction
+Action = PushAction | InappAction | WebhookAction
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """``variant NAME P% { action }``; ``percent`` is 0 to 100."""
+
+    name: str
+    percent: float
+    action: Action
+    span: Span = field(default=_NOWHERE, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One rule. ``action`` is ``None`` exactly when ``variants`` are given."""
+
     name: str
     trigger: Trigger
-    action: Action
+    action: Action | None
     title: str | None = None
     wait: Wait | None = None
     unless: tuple[Unless, ...] = ()
     limits: tuple[Limit, ...] = ()
     span: Span = field(default=_NOWHERE, compare=False, repr=False)
+    at: At | None = None
+    condition: Expr | None = None
+    quiet: QuietHours | None = None
+    holdout: float | None = None
+    variants: tuple[Variant, ...] = ()
+    goal: Goal | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,22 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sessionpush.engine.calendar import next_local
 from sessionpush.engine.clock import Clock, VirtualClock, iso
 from sessionpush.engine.deadlines import Deadline, DeadlineQueue
 from sessionpush.engine.links import link_problem
+from sessionpush.engine.policy import choose_action, held_out, quiet_until
 from sessionpush.engine.rules import CompiledRule, RuleSet
 from sessionpush.engine.session import Session, SessionState
 from sessionpush.errors import SessionpushError
-from sessionpush.store.base import Claim, Decision, Device, PendingTimer, Store
+from sessionpush.store.base import (
+    Claim,
+    Decision,
+    Device,
+    GoalEvent,
+    PendingTimer,
+    Store,
+)
 from sessionpush.transports.base import OutboundMessage, Transport, webhook_target
 
 if TYPE_CHECKING:
@@ -197,6 +206,9 @@ class Engine:
         self._by_user.setdefault((app, user), set()).add(session)
         session.idle = self._push(self._idle_due(session), "idle", session)
         log.debug("session %s started for %s/%s", sid, app, user)
+        self._arm_idle_rules(session)
+        for rule in self.rules.on_session_start(session):
+            await self._trigger(session, rule, rule.snapshot({}, session), now)
         return session, False
 
     def session_of(self, peer: Peer) -> Session | None:
@@ -212,12 +224,24 @@ class Engine:
         matches = self.rules.on_event(session, name, props, now)
         for rule in self.rules.unless_matches(session, name, props):
             await self._suppress(session, rule, name, now)
-        for rule, due in matches:
+        for rule, due, bound in matches:
+            session.bound = bound
             snapshot = rule.snapshot(props, session)
             if due is None:
                 await self._trigger(session, rule, snapshot, now)
             else:
                 self._push(due, "absence", (session, rule, due, snapshot))
+        session.bound = {}
+        for rule in self.rules.goal_matches(session, name, props):
+            goal = GoalEvent(
+                app=session.app,
+                rule=rule.name,
+                user=session.user,
+                session=session.id,
+                at=now,
+            )
+            await self.store.record_goal(goal)
+        self._arm_idle_rules(session)
 
     async def detach(self, peer: Peer) -> None:
         """The connection closed (or said ``bye``): start the grace period."""
@@ -265,6 +289,34 @@ class Engine:
             self.on_new_deadline()
         return entry
 
+    def _arm_idle_rules(self, session: Session) -> None:
+        """Keep one deadline per session for its next ``when idle`` rule."""
+        quiet = self.rules.next_idle(session)
+        if quiet is None:
+            return
+        due = session.last_at + quiet
+        entry = session.idle_rule
+        if entry is not None:
+            if entry.due <= due:
+                return  # fires early and moves itself on, as the idle timeout
+            self._queue.cancel(entry)
+        session.idle_rule = self._push(due, "idle_rule", session)
+
+    async def _fire_idle_rules(self, entry: Deadline) -> None:
+        session: Session = entry.ref
+        if session.idle_rule is not entry or session.state is SessionState.ENDED:
+            return
+        session.idle_rule = None
+        quiet = self.rules.next_idle(session)
+        if quiet is None:
+            return
+        if entry.due < session.last_at + quiet:
+            self._arm_idle_rules(session)  # events came since it was set
+            return
+        for rule in self.rules.on_idle(session, entry.due - session.last_at):
+            await self._trigger(session, rule, rule.snapshot({}, session), entry.due)
+        self._arm_idle_rules(session)
+
     def _idle_due(self, session: Session) -> float:
         # The session ends after MORE than ``idle`` seconds without an event:
         # an event at exactly the limit still belongs to it (replays split
@@ -292,10 +344,13 @@ class Engine:
                 # Events moved the deadline; one entry per session at a time
                 # keeps the queue from growing with every event.
                 session.idle = self._push(due, "idle", session)
+        elif kind == "idle_rule":
+            await self._fire_idle_rules(entry)
         elif kind == "absence":
             session, rule, due, snapshot = entry.ref
             if session.absence.get(rule.index) == due:
                 del session.absence[rule.index]
+                session.armed_bound.pop(rule.index, None)
                 await self._trigger(session, rule, snapshot, entry.due)
         else:  # pragma: no cover - every kind pushed is handled above
             raise RuntimeError(f"unknown deadline kind {kind!r}")
@@ -305,10 +360,10 @@ class Engine:
     async def _end(self, session: Session, reason: str, code: int) -> None:
         now = self.clock.now()
         session.end(now, reason)
-        for entry in (session.grace, session.idle):
+        for entry in (session.grace, session.idle, session.idle_rule):
             if entry is not None:
                 self._queue.cancel(entry)
-        session.grace = session.idle = None
+        session.grace = session.idle = session.idle_rule = None
         self._sessions.pop((session.app, session.id), None)
         users = self._by_user.get((session.app, session.user))
         if users is not None:
@@ -344,8 +399,16 @@ class Engine:
         snapshot: dict[str, Any],
         now: float,
     ) -> None:
+        if rule.guard is not None and not rule.guard({}, session):
+            return  # like a where: no trigger, nothing to record
         if await self._blocked(session.app, session.user, session.id, rule, now, now):
             return
+        if rule.at is not None:
+            zone = str(session.device.get("timezone") or "UTC")
+            due = next_local(now, rule.at, zone)
+            if due > now:
+                await self._schedule(session, rule, snapshot, now, due)
+                return
         if rule.wait is None:
             await self._send(session.app, session.user, session.id, rule, snapshot, now)
         elif rule.wait_after_end and session.state is not SessionState.ENDED:
@@ -371,9 +434,14 @@ class Engine:
             triggered_at=triggered_at,
             context={"snapshot": snapshot},
         )
+        await self._add_timer(timer)
+
+    async def _add_timer(self, timer: PendingTimer) -> None:
         await self.store.add_timer(timer)
         if self.clock.virtual:
-            self._timers[timer.timer_id] = self._push(due, "timer", timer)
+            # Live, timers are claimed from the store (engine.timers); only a
+            # virtual clock fires them from the queue, in a fixed order.
+            self._timers[timer.timer_id] = self._push(timer.due, "timer", timer)
 
     async def _fire_timer(self, timer: PendingTimer) -> None:
         claimed = await self.store.claim_timer(timer.timer_id)
@@ -437,7 +505,8 @@ class Engine:
             return True
         for limit in rule.limits:
             key = limit.key(app, user, session, rule.name)
-            if await self.store.cap_count(key, limit.since(now)) >= limit.count:
+            since = limit.since(now, profile.timezone)
+            if await self.store.cap_count(key, since) >= limit.count:
                 await self._decide(
                     app,
                     rule.name,
@@ -462,7 +531,8 @@ class Engine:
         claim: Claim | None = None,
     ) -> None:
         now = self.clock.now()
-        channel = rule.action.channel
+        action, variant = choose_action(rule, user)
+        channel = action.channel
 
         async def settled() -> bool:
             # A claimed timer decides once: the claimant fenced off here
@@ -488,28 +558,40 @@ class Engine:
         if not profile.consent:
             await skip("no_consent", "the user withdrew consent before the send")
             return
+        reason = await self._policy_at_send(
+            app, user, session, rule, snapshot, triggered_at, profile
+        )
+        if reason is not None:
+            if reason[0]:
+                await skip(*reason)
+            else:
+                await settled()  # deferred: a new timer carries the send
+            return
 
+        peers: list[Any] = []
+        targets: list[Any] = []
         if channel == "inapp":
             peers = [
                 peer
                 for live in self._by_user.get((app, user), ())
                 for peer in live.peers
             ]
-            if not peers:
+            if not peers and action.else_push:
+                channel = "push"
+            elif not peers:
                 await skip("unreachable", "no open socket for an in-app message")
                 return
-            targets: list[Any] = []
-        elif channel == "webhook":
+        if channel == "webhook":
             # A webhook has no subscription: the config names its URL, the
             # rule only its name; without a webhook transport the decision
             # goes to the fallback (the outbox) like any push.
-            name = rule.action.webhook or ""
+            name = action.webhook or ""
             configured = "webhook" in self.transports
             targets = [webhook_target(app, user, name)] if configured else []
             if not targets and self.fallback is None:
                 await skip("unreachable", "no webhook transport is configured")
                 return
-        else:
+        elif channel == "push":
             subscriptions = await self.store.subscriptions(app, user)
             targets = [s for s in subscriptions if s.channel in self.transports]
             if not targets and self.fallback is None:
@@ -518,7 +600,9 @@ class Engine:
                 )
                 return
 
-        fields = rule.action.render(snapshot)
+        fields = action.render(snapshot)
+        if variant is not None:
+            fields["variant"] = variant
         link = fields.get("link")
         if link is not None and (problem := link_problem(link)) is not None:
             await skip("failed", f"the link {link[:200]!r} is refused: {problem}")
@@ -526,7 +610,11 @@ class Engine:
 
         if rule.limits:
             caps = [
-                (lim.key(app, user, session, rule.name), lim.count, lim.since(now))
+                (
+                    lim.key(app, user, session, rule.name),
+                    lim.count,
+                    lim.since(now, profile.timezone),
+                )
                 for lim in rule.limits
             ]
             send_id = None if claim is None else claim.timer.timer_id
@@ -555,6 +643,11 @@ class Engine:
             body=fields.get("body"),
             link=fields.get("link"),
             ttl=fields.get("ttl"),
+            image=fields.get("image"),
+            urgency=fields.get("urgency"),
+            collapse=fields.get("collapse"),
+            data=fields.get("data"),
+            webhook=fields.get("webhook"),
         )
         if channel == "inapp":
             frame = {"type": "message", **message.payload()}
@@ -582,6 +675,53 @@ class Engine:
             triggered_at,
             fields,
         )
+
+    async def _policy_at_send(
+        self,
+        app: str,
+        user: str,
+        session: str,
+        rule: CompiledRule,
+        snapshot: dict[str, Any],
+        triggered_at: float,
+        profile: Any,
+    ) -> tuple[str, str] | None:
+        """``if`` again, quiet hours, holdout: why not to send now, if so.
+
+        Returns ``None`` to send, ``(decision, reason)`` to record a skip,
+        or ``("", "")`` when the send was deferred to the end of the quiet
+        hours (a durable timer sends it then).
+        """
+        if rule.guard_at_send is not None:
+            # The user's profile as it is now; the session's facts as they
+            # were at the trigger, since the session may be over.
+            standin = Session(app, user, session, triggered_at, {}, profile.attributes)
+            if not rule.guard_at_send(snapshot, standin):
+                return "unmet", "the 'if' condition no longer held at send time"
+        now = self.clock.now()
+        if rule.quiet is not None:
+            until = quiet_until(rule.quiet, now, profile.timezone)
+            if until is not None and rule.quiet.drop:
+                return "quiet", f"inside quiet hours until {iso(until)}; dropped"
+            if until is not None:
+                timer = PendingTimer(
+                    timer_id=uuid.uuid4().hex,
+                    app=app,
+                    user=user,
+                    session=session,
+                    rule=rule.name,
+                    due=until,
+                    triggered_at=triggered_at,
+                    context={"snapshot": snapshot},
+                )
+                await self._add_timer(timer)
+                log.debug(
+                    "%s for %s/%s deferred to %s", rule.name, app, user, iso(until)
+                )
+                return "", ""
+        if held_out(rule, user):
+            return "held_out", f"in the {rule.holdout:g}% holdout of this rule"
+        return None
 
     async def _push_out(
         self, message: OutboundMessage, targets: list[Any], triggered_at: float

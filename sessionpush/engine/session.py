@@ -13,6 +13,7 @@ touched on every event.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ class Session:
         "absence",
         "after_end",
         "app",
+        "armed_bound",
+        "bound",
+        "counts",
         "device",
         "end_reason",
         "ended_at",
@@ -45,12 +49,16 @@ class Session:
         "grace",
         "id",
         "idle",
+        "idle_next",
+        "idle_rule",
         "last",
         "last_at",
         "peers",
+        "progress",
         "seen",
         "started_at",
         "state",
+        "tally",
         "user",
         "user_attributes",
     )
@@ -79,8 +87,22 @@ class Session:
         # stays as small as the rule set, whatever the client sends.
         self.seen: set[str] = set()
         self.last: dict[str, dict[str, Any]] = {}
-        # rule index -> due time of its open absence window
+        # rule index -> due time of its open absence window, and the events
+        # bound with ``as`` on the way to opening it
         self.absence: dict[int, float] = {}
+        self.armed_bound: dict[int, dict[str, Any]] = {}
+        # rule index -> per step of a sequence, the latest (time, bindings)
+        # that reached it; a step is consumed when the next one takes it
+        self.progress: dict[int, list[tuple[float, dict[str, Any]] | None]] = {}
+        # rule index -> times of the matches inside a ``N times`` window
+        self.counts: dict[int, deque[float]] = {}
+        # event name -> how many came, for ``session.count(E)``
+        self.tally: dict[str, int] = {}
+        # the events bound with ``as`` for the rule being matched right now
+        self.bound: dict[str, Any] = {}
+        # ``when idle D`` rules: the next one to fire, and its deadline
+        self.idle_next = 0
+        self.idle_rule: Deadline | None = None
         # triggers of ``wait D after session end`` rules, scheduled at the end
         self.after_end: list[Any] = []
         self.peers: set[Any] = set()

@@ -32,6 +32,7 @@ __all__ = [
     "Decision",
     "DeliveryOutcome",
     "Device",
+    "GoalEvent",
     "PendingTimer",
     "SentMessage",
     "Store",
@@ -177,6 +178,21 @@ class DeliveryOutcome(msgspec.Struct, frozen=True, kw_only=True):
     device_id: str | None = None
     reason: str = ""
     retry_at: float | None = None
+
+
+class GoalEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event that a rule names as its ``goal``, for conversion reports.
+
+    Recorded for every matching event of a user the rule has a decision
+    about; reports join it with the decisions (sent and ``held_out``) whose
+    trigger came no more than the goal's ``within`` before ``at``.
+    """
+
+    app: str
+    rule: str
+    user: str
+    session: str
+    at: float
 
 
 class Store(Protocol):
@@ -355,3 +371,13 @@ class Store(Protocol):
         self, app: str | None = None, user: str | None = None
     ) -> list[Decision]:
         """Recorded decisions in the order they were made."""
+
+    # goals (``goal E within D``)
+
+    async def record_goal(self, goal: GoalEvent) -> None:
+        """Append one goal event of one rule and user."""
+
+    async def goals(
+        self, app: str | None = None, rule: str | None = None
+    ) -> list[GoalEvent]:
+        """Recorded goal events in the order they happened."""

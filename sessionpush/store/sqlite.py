@@ -42,6 +42,7 @@ from sessionpush.store.base import (
     Decision,
     DeliveryOutcome,
     Device,
+    GoalEvent,
     PendingTimer,
     SentMessage,
     StoredRules,
@@ -54,7 +55,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger("sessionpush.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The newest schema this code knows; ``open()`` refuses anything newer."""
 
 # UPSERT (ON CONFLICT ... DO UPDATE) arrived in SQLite 3.24.0; RETURNING in
@@ -211,6 +212,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             saved_at REAL NOT NULL
         )
         """,
+    ),
+    (
+        # Goal events, for conversion reports.
+        """
+        CREATE TABLE goals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            app TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            user TEXT NOT NULL,
+            session TEXT NOT NULL,
+            at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX goals_app_rule ON goals (app, rule, user, at)",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION  # a bug in this file, not user input
@@ -1006,6 +1021,40 @@ class SQLiteStore:
                 triggered_at=row[8],
                 message=None if row[9] is None else _decode_object(row[9]),
             )
+            for row in rows
+        ]
+
+    # goals
+
+    async def record_goal(self, goal: GoalEvent) -> None:
+        """Append one goal event (a conversion candidate) of one rule."""
+        with self._write("record a goal") as conn:
+            conn.execute(
+                "INSERT INTO goals (app, rule, user, session, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (goal.app, goal.rule, goal.user, goal.session, goal.at),
+            )
+
+    async def goals(
+        self, app: str | None = None, rule: str | None = None
+    ) -> list[GoalEvent]:
+        """Recorded goal events in the order they happened."""
+        clauses: list[str] = []
+        params: list[str] = []
+        if app is not None:
+            clauses.append("app = ?")
+            params.append(app)
+        if rule is not None:
+            clauses.append("rule = ?")
+            params.append(rule)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            "list goals",
+            f"SELECT app, rule, user, session, at FROM goals{where} ORDER BY id",
+            params,
+        )
+        return [
+            GoalEvent(app=row[0], rule=row[1], user=row[2], session=row[3], at=row[4])
             for row in rows
         ]
 

@@ -45,9 +45,12 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     ttl: float | None = None
     #: Optional push fields a rule may set; providers that lack one ignore it.
     image: str | None = None
+    #: Web Push spelling: ``very-low``, ``low``, ``normal``, ``high``.
     urgency: str | None = None
     collapse: str | None = None
-    data: dict[str, Any] | None = None
+    data: dict[str, str] | None = None
+    #: The configured endpoint of a ``webhook "NAME"`` action.
+    webhook: str | None = None
 
     def payload(self) -> dict[str, Any]:
         """The fields a device shows, without routing data."""
@@ -56,6 +59,10 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
             out["body"] = self.body
         if self.link is not None:
             out["link"] = self.link
+        if self.image is not None:
+            out["image"] = self.image
+        if self.data:
+            out["data"] = self.data
         return out
 
 

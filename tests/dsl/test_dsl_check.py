@@ -182,7 +182,8 @@ def test_an_unknown_session_field_far_from_any_explains_session_has() -> None:
     message, hint, _ = only(in_rule('when view where session.cart push { title "a" }'))
     assert message == "unknown session field 'cart'"
     assert hint == (
-        "a session has: events, duration; to test for an event, write: session has cart"
+        "a session has: events, duration, count(E), clock; to test for an "
+        "event, write: session has cart"
     )
 
 
@@ -194,8 +195,8 @@ def test_session_fields_have_no_fields() -> None:
 
 
 def test_an_unknown_session_field_in_a_template_is_found_too() -> None:
-    message, _, _ = only(in_rule('when view push { title "{session.count}" }'))
-    assert message == "unknown session field 'count'"
+    message, _, _ = only(in_rule('when view push { title "{session.counts}" }'))
+    assert message == "unknown session field 'counts'"
 
 
 @pytest.mark.parametrize("path", ["price", "event.price"])
@@ -204,8 +205,7 @@ def test_event_paths_are_refused_when_the_session_ends(path: str) -> None:
         in_rule(f'when session ends where {path} > 3 push {{ title "a" }}')
     )
     assert message == (
-        "'event.price' reads the event being matched, but 'when session ends' "
-        "matches no event"
+        "'event.price' reads the event being matched, but this trigger matches no event"
     )
     assert hint == (
         "test the session instead, like: session has cart, or session.events > 3"

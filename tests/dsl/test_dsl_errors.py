@@ -78,8 +78,9 @@ def test_a_rules_error_without_diagnostics_is_a_bug() -> None:
 
 def test_a_misspelt_clause_keyword_lists_the_clauses_and_suggests_one() -> None:
     assert error_of('rule r {\n    whenn view\n    push { title "a" }\n}') == (
-        "shop.rules:2:5: expected one of: when, wait, unless, limit, push, "
-        "inapp, '}', came 'whenn'\n"
+        "shop.rules:2:5: expected one of: when, wait, at, unless, if, limit, "
+        "quiet, holdout, variant, goal, priority, push, inapp, webhook, '}', "
+        "came 'whenn'\n"
         "    whenn view\n"
         "    ^^^^^\n"
         "did you mean 'when'?"
@@ -88,12 +89,14 @@ def test_a_misspelt_clause_keyword_lists_the_clauses_and_suggests_one() -> None:
 
 def test_an_unknown_word_where_a_clause_belongs_explains_a_rule() -> None:
     assert error_of('rule r { when view send { title "a" } }') == (
-        "shop.rules:1:20: expected one of: when, wait, unless, limit, push, "
-        "inapp, where, then, '}', came 'send'\n"
+        "shop.rules:1:20: expected one of: when, wait, at, unless, if, limit, "
+        "quiet, holdout, variant, goal, priority, push, inapp, webhook, "
+        "where, as, then, '}', came 'send'\n"
         '    rule r { when view send { title "a" } }\n'
         "                       ^^^^\n"
-        "a rule holds a trigger (when), an action (push or inapp) and "
-        "optionally wait, unless and limit clauses"
+        "a rule holds a trigger (when), an action (push, inapp or webhook, or "
+        "variants of them) and optionally wait, at, unless, if, limit, quiet "
+        "hours, holdout, goal and priority clauses"
     )
 
 
@@ -118,8 +121,10 @@ def test_an_unknown_unit_is_not_a_duration() -> None:
 
 def test_a_single_equals_sign_suggests_a_double_one() -> None:
     assert error_of('rule r { when view where plan = "pro" push { title "a" } }') == (
-        "shop.rules:1:31: expected one of: when, wait, unless, limit, push, "
-        "inapp, then, and, or, not, in, a comparison (==, !=, <, <=, >, >=), "
+        "shop.rules:1:31: expected one of: when, wait, at, unless, if, limit, "
+        "quiet, holdout, variant, goal, priority, push, inapp, webhook, "
+        "then, starts, and, or, not, in, contains, matches, exists, "
+        "a comparison (==, !=, <, <=, >, >=), "
         "'.', '}', came '='\n"
         '    rule r { when view where plan = "pro" push { title "a" } }\n'
         "                                  ^\n"
@@ -150,8 +155,9 @@ def test_an_unclosed_string_is_reported_at_its_quote() -> None:
 
 def test_an_unclosed_rule_is_reported_after_its_last_token() -> None:
     assert error_of("rule r {\n    when view") == (
-        "shop.rules:2:14: expected one of: when, wait, unless, limit, push, "
-        "inapp, where, then, '}', came the end of the file\n"
+        "shop.rules:2:14: expected one of: when, wait, at, unless, if, limit, "
+        "quiet, holdout, variant, goal, priority, push, inapp, webhook, "
+        "where, as, then, '}', came the end of the file\n"
         "    when view\n"
         "             ^\n"
         "a '{' is not closed: end it with '}'"
@@ -160,7 +166,8 @@ def test_an_unclosed_rule_is_reported_after_its_last_token() -> None:
 
 def test_a_push_field_that_does_not_exist_lists_the_fields() -> None:
     assert error_of('rule r { when view push { titel "a" } }') == (
-        "shop.rules:1:27: expected one of: title, body, link, ttl, '}', "
+        "shop.rules:1:27: expected one of: title, body, link, image, ttl, "
+        "urgency, collapse, data, '}', "
         "came 'titel'\n"
         '    rule r { when view push { titel "a" } }\n'
         "                              ^^^^^\n"
@@ -302,7 +309,8 @@ def test_a_second_trigger_action_or_wait_is_reported_where_it_stands() -> None:
         "shop.rules:7:5: rule 'r' has a second action\n"
         '    inapp { title "b" }\n'
         "    ^^^^^^^^^^^^^^^^^^^\n"
-        "the first is at line 6; a rule sends one push or one inapp message"
+        "the first is at line 6; a rule sends one push, inapp or webhook; for a "
+        "split, write variants"
     )
 
 

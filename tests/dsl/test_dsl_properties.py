@@ -22,6 +22,10 @@ KEYWORDS = [
     *("wait", "after", "end", "unless", "limit", "per", "user", "push"),
     *("inapp", "title", "body", "link", "ttl", "and", "or", "not", "in"),
     *("has", "event", "device", "last", "true", "false", "null"),
+    *("as", "times", "idle", "starts", "at", "if", "day", "quiet", "hours"),
+    *("drop", "holdout", "variant", "goal", "priority", "webhook", "else"),
+    *("image", "urgency", "collapse", "data", "contains", "with", "matches"),
+    *("exists", "count"),
 ]
 
 PUNCTUATION = [
@@ -274,6 +278,8 @@ paths = st.one_of(
 )
 # A bare path starts with a name, never a keyword.
 paths = paths.filter(lambda p: p.root != "event" or p.parts[0] not in KEYWORDS)
+# After "session." the word count starts session.count(E), never a field.
+paths = paths.filter(lambda p: p.root != "session" or p.parts[0] != "count")
 operands = st.one_of(paths, literals)
 
 atoms = st.one_of(
