@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -53,8 +54,12 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number of seconds"
         ) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
+    # nan compares false with everything: it would pass the test below and
+    # then never let a deadline come due.
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text} must be a finite number of seconds above 0"
+        )
     return value
 
 
@@ -179,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SessionpushError as exc:
         print(f"sessionpush {args.command}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A file that cannot be opened or written: say which, no traceback.
+        print(f"sessionpush {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -242,6 +251,10 @@ async def _replay(args: argparse.Namespace) -> int:
 
     rules = load_ruleset(args.rules)
     events = load_events(args.events, args.format)
+    if args.out != "-":
+        # Fail on an unwritable --out now, not after the whole replay ran.
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).open("wb").close()
     log.info(
         "replaying %d events of %s through %d rules",
         len(events),

@@ -1,20 +1,23 @@
 """Stream one shopping session to a local gateway, as an SDK would.
 
-Run with ``python examples/tour/stream_session.py [ws://127.0.0.1:8000]``.
+Run with ``python examples/tour/stream_session.py [ws://127.0.0.1:8000] [USER]``.
+Each run is a new visitor unless USER is given: the tour's rule reminds a
+user at most once a day, so a second run as the same user is capped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sys
 
 from websockets.asyncio.client import connect
 
 
-async def main(base: str) -> None:
+async def main(base: str, user: str) -> None:
     async with connect(f"{base}/v1/session") as ws:
-        hello = {"type": "hello", "user": "alice", "device": {"platform": "web"}}
+        hello = {"type": "hello", "user": user, "device": {"platform": "web"}}
         await ws.send(json.dumps(hello))
         print("<", await ws.recv())
         events = [
@@ -30,4 +33,7 @@ async def main(base: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:8000"))
+    base = sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:8000"
+    user = sys.argv[2] if len(sys.argv) > 2 else f"visitor-{secrets.token_hex(2)}"
+    print(f"streaming a session of {user}")
+    asyncio.run(main(base, user))

@@ -429,8 +429,9 @@ def _jsonl_row(line: bytes) -> _Row:
         ts = when.timestamp()
     else:
         ts = event.ts
-    if not math.isfinite(ts):
-        raise _BadLine(f"ts must be finite, got {ts}")
+    # Epoch seconds between 1970 and 9999: what ISO-8601 UTC can print.
+    if not math.isfinite(ts) or not 0 <= ts < 253_402_300_800:
+        raise _BadLine(f"ts must be epoch seconds from 1970 to 9999, got {ts}")
     if not event.user:
         raise _BadLine("user is empty")
     if not event.name:

@@ -45,8 +45,14 @@ def clock_time(millis: float) -> float:
     return millis / 1000.0
 
 
-def _last_index(events: Sequence[RecordedEvent]) -> dict[str, int]:
-    return {event.session: i for i, event in enumerate(events)}
+def _key(event: RecordedEvent) -> tuple[str, str]:
+    # Sessions belong to users: two users' sessions that happen to share an
+    # id in the data are two connections.
+    return (event.user, event.session)
+
+
+def _last_index(events: Sequence[RecordedEvent]) -> dict[tuple[str, str], int]:
+    return {_key(event): i for i, event in enumerate(events)}
 
 
 class _ReplayPeer:
@@ -76,17 +82,18 @@ async def replay_in_process(
     engine = Engine(rules, store, VirtualClock(start), fallback=sink)
     await engine.start()
     last = _last_index(events)
-    peers: dict[str, _ReplayPeer] = {}
+    peers: dict[tuple[str, str], _ReplayPeer] = {}
     try:
         for i, event in enumerate(events):
             await engine.advance(clock_time(wire_millis(event.ts)))
-            peer = peers.get(event.session)
+            key = _key(event)
+            peer = peers.get(key)
             if peer is None:
-                peer = peers[event.session] = _ReplayPeer()
+                peer = peers[key] = _ReplayPeer()
                 await engine.open(peer, _device(event.user), event.session)
             await engine.event(peer, event.name, event.props)
-            if last[event.session] == i:
-                await engine.detach(peers.pop(event.session))
+            if last[key] == i:
+                await engine.detach(peers.pop(key))
         await engine.drain()
         return await store.decisions()
     finally:
@@ -109,7 +116,7 @@ async def replay_via(url: str, events: Sequence[RecordedEvent]) -> list[dict[str
     from websockets.asyncio.client import ClientConnection, connect
 
     last = _last_index(events)
-    sockets: dict[str, ClientConnection] = {}
+    sockets: dict[tuple[str, str], ClientConnection] = {}
 
     async def answer(ws: ClientConnection, kind: str) -> dict[str, Any]:
         while True:
@@ -122,9 +129,10 @@ async def replay_via(url: str, events: Sequence[RecordedEvent]) -> list[dict[str
     try:
         for i, event in enumerate(events):
             ts = wire_millis(event.ts)
-            ws = sockets.get(event.session)
+            key = _key(event)
+            ws = sockets.get(key)
             if ws is None:
-                ws = sockets[event.session] = await connect(url, max_queue=None)
+                ws = sockets[key] = await connect(url, max_queue=None)
                 hello = {
                     "type": "hello",
                     "user": event.user,
@@ -144,10 +152,10 @@ async def replay_via(url: str, events: Sequence[RecordedEvent]) -> list[dict[str
             }
             await ws.send(msgspec.json.encode(frame).decode())
             await answer(ws, "ack")
-            if last[event.session] == i:
+            if last[key] == i:
                 await ws.send(msgspec.json.encode({"type": "bye", "ts": ts}).decode())
                 await answer(ws, "ack")
-                await sockets.pop(event.session).close()
+                await sockets.pop(key).close()
     finally:
         for ws in sockets.values():
             await ws.close()
