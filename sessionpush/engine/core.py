@@ -32,7 +32,7 @@ from sessionpush.engine.links import link_problem
 from sessionpush.engine.rules import CompiledRule, RuleSet
 from sessionpush.engine.session import Session, SessionState
 from sessionpush.errors import SessionpushError
-from sessionpush.store.base import Decision, Device, PendingTimer, Store
+from sessionpush.store.base import Decision, Device, ErasureReport, PendingTimer, Store
 from sessionpush.transports.base import OutboundMessage, Transport
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSE_ENDED",
+    "CLOSE_ERASED",
     "CLOSE_IDLE",
     "Engine",
     "NoSessionError",
@@ -52,6 +53,8 @@ log = logging.getLogger("sessionpush.engine")
 CLOSE_ENDED = 1000
 #: Close code for sockets of a session that ended by the idle timeout.
 CLOSE_IDLE = 4001
+#: Close code for sockets of a user erased by ``DELETE /v1/users/{id}``.
+CLOSE_ERASED = 4005
 
 
 class NoSessionError(SessionpushError):
@@ -85,8 +88,12 @@ class Engine:
         delivery: DeliveryQueue | None = None,
         grace: float = 30.0,
         idle: float = 1800.0,
+        app_rules: Mapping[str, RuleSet] | None = None,
     ) -> None:
+        #: The rule set of every app not in ``app_rules``.
         self.rules = rules
+        #: Apps (tenants) with a rule set of their own.
+        self.app_rules = dict(app_rules or {})
         self.store = store
         self.clock = clock
         self.transports = dict(transports or {})
@@ -122,9 +129,17 @@ class Engine:
         if not self.clock.virtual:
             await self.advance()
 
-    def set_rules(self, rules: RuleSet) -> None:
-        """Swap the rule set; pending timers fire under the rule of that name."""
-        self.rules = rules
+    def set_rules(self, rules: RuleSet, app: str | None = None) -> None:
+        """Swap the rule set (of ``app``, if given); pending timers fire under
+        the rule of that name."""
+        if app is None:
+            self.rules = rules
+        else:
+            self.app_rules[app] = rules
+
+    def rules_for(self, app: str) -> RuleSet:
+        """The rule set sessions and timers of ``app`` run under."""
+        return self.app_rules.get(app, self.rules)
 
     @property
     def sessions(self) -> int:
@@ -197,8 +212,9 @@ class Engine:
             raise NoSessionError("send hello before events")
         now = self.clock.now()
         self.events_in += 1
-        matches = self.rules.on_event(session, name, props, now)
-        for rule in self.rules.unless_matches(session, name, props):
+        rules = self.rules_for(session.app)
+        matches = rules.on_event(session, name, props, now)
+        for rule in rules.unless_matches(session, name, props):
             await self._suppress(session, rule, name, now)
         for rule, due in matches:
             snapshot = rule.snapshot(props, session)
@@ -221,6 +237,31 @@ class Engine:
         if session is None:
             raise NoSessionError("no session to end")
         await self._end(session, "ended by the client", CLOSE_ENDED)
+
+    async def erase_user(self, app: str, user: str) -> ErasureReport:
+        """Forget a user: close their sockets (``CLOSE_ERASED``), drop their
+        live sessions without running post-session rules, cancel their
+        timers, then erase them from the store."""
+        for session in list(self._by_user.pop((app, user), ())):
+            session.end(self.clock.now(), "user erased")
+            for entry in (session.grace, session.idle):
+                if entry is not None:
+                    self._queue.cancel(entry)
+            session.grace = session.idle = None
+            # Absence deadlines fire only while their window is open.
+            session.absence.clear()
+            session.after_end = []
+            self._sessions.pop((app, session.id), None)
+            for peer in list(session.peers):
+                self._by_peer.pop(peer, None)
+                peer.close(CLOSE_ERASED, "user erased")
+            session.peers.clear()
+        for timer_id, entry in list(self._timers.items()):
+            timer: PendingTimer = entry.ref
+            if timer.app == app and timer.user == user:
+                self._queue.cancel(entry)
+                del self._timers[timer_id]
+        return await self.store.erase_user(app, user)
 
     # -- time --------------------------------------------------------------
 
@@ -316,7 +357,7 @@ class Engine:
         )
 
         empty: dict[str, Any] = {}
-        for rule in self.rules.on_session_end(session):
+        for rule in self.rules_for(session.app).on_session_end(session):
             await self._trigger(session, rule, rule.snapshot(empty, session), now)
         held, session.after_end = session.after_end, []
         for rule, snapshot, triggered_at in held:
@@ -366,7 +407,7 @@ class Engine:
         claimed = await self.store.claim_timer(timer.timer_id)
         if claimed is None:
             return  # cancelled by an ``unless`` event, or fired already
-        rule = self.rules.by_name.get(claimed.rule)
+        rule = self.rules_for(claimed.app).by_name.get(claimed.rule)
         if rule is None:
             await self._decide(
                 claimed.app,
