@@ -35,6 +35,11 @@ rule shop_hello {
     limit 1 per session
     inapp { title "shop says hi" }
 }
+rule shop_soon {
+    when search
+    wait 1s
+    push { title "shop, soon" }
+}
 rule shop_later {
     when cart
     wait 1h
