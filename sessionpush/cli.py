@@ -1,4 +1,4 @@
-"""The ``sessionpush`` command: serve, check, fmt, replay.
+"""The ``sessionpush`` command: serve, check, fmt, replay, keys, token.
 
 Each subcommand is a thin adapter: it parses options, configures logging
 (libraries attach no handlers; this is the one place that does) and calls
@@ -113,13 +113,31 @@ def build_parser() -> argparse.ArgumentParser:
         "dies delays them this long",
     )
     serve.add_argument(
+        "--config",
+        default=os.environ.get("SESSIONPUSH_CONFIG"),
+        metavar="FILE",
+        help="TOML app config: apps, their secrets, admin keys, origins and "
+        "rules, and the limits (docs/security.md; default $SESSIONPUSH_CONFIG, "
+        "else development mode: no authentication, loopback only)",
+    )
+    serve.add_argument(
         "--admin-key",
         default=os.environ.get("SESSIONPUSH_ADMIN_KEY"),
         metavar="KEY",
-        help="key that HTTP endpoints changing state (PUT /v1/rules, device "
-        "registration) require as 'Authorization: Bearer KEY' (default "
-        "$SESSIONPUSH_ADMIN_KEY; without one they are disabled)",
+        help="operator key: HTTP endpoints changing state (PUT /v1/rules, device "
+        "registration, erasure) take it for every app as 'Authorization: Bearer "
+        "KEY' (default $SESSIONPUSH_ADMIN_KEY)",
     )
+
+    token = sub.add_parser(
+        "token", help="sign a connection token, as an app's backend would"
+    )
+    token.add_argument(
+        "--config", default=os.environ.get("SESSIONPUSH_CONFIG"), metavar="FILE"
+    )
+    token.add_argument("--app", required=True)
+    token.add_argument("--user", required=True)
+    token.add_argument("--expires", type=_seconds, default=900.0, help="seconds")
 
     keys = sub.add_parser("keys", help="manage provider keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -172,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "keys":
             return _keys_generate(args)
+        if args.command == "token":
+            return _token(args)
         if args.command == "check":
             from sessionpush.dsl.load import run_check
 
@@ -193,11 +213,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from sessionpush.errors import ConfigError
     from sessionpush.gateway.app import Settings, create_app
-    from sessionpush.gateway.connection import HEARTBEAT_SECONDS
+    from sessionpush.gateway.apps import (
+        check_dev_mode_host,
+        dev_config,
+        load_gateway_config,
+    )
+    from sessionpush.gateway.shutdown import GracefulServer, server_config
 
+    if args.config is None:
+        gateway = dev_config()
+        check_dev_mode_host(args.host)
+    else:
+        gateway = load_gateway_config(args.config)
+    if args.clock == "playback":
+        try:
+            check_dev_mode_host(args.host)
+        except ConfigError:
+            # Playback lets clients set the server's clock: never beyond loopback.
+            raise ConfigError(
+                f"--clock playback lets clients move the server's clock; it "
+                f"listens on loopback only, not on --host {args.host}"
+            ) from None
     settings = Settings(
         rules=tuple(args.rules or [DEFAULT_RULES]),
         store=args.store,
@@ -208,21 +246,26 @@ def _serve(args: argparse.Namespace) -> int:
         delivery_config=args.delivery_config,
         admin_key=args.admin_key or None,
         timer_lease=args.timer_lease,
+        gateway=gateway,
     )
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        ws_max_size=64 * 1024,
-        ws_per_message_deflate=False,
-        # The interval the welcome frame announces; a half-open socket is
-        # closed within two of them.
-        ws_ping_interval=HEARTBEAT_SECONDS,
-        ws_ping_timeout=HEARTBEAT_SECONDS,
-        lifespan="on",
-    )
+    # The ping interval is the heartbeat the welcome frame announces; a
+    # half-open socket is closed within the interval plus the timeout.
+    GracefulServer(server_config(app, gateway, args.host, args.port)).run()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from sessionpush.errors import ConfigError
+    from sessionpush.gateway.apps import load_gateway_config
+    from sessionpush.gateway.auth import sign_token
+
+    if args.config is None:
+        raise ConfigError("token: pass --config FILE (or SESSIONPUSH_CONFIG)")
+    app = load_gateway_config(args.config).apps.get(args.app)
+    if app is None:
+        raise ConfigError(f"token: no [apps.{args.app}] in {args.config}")
+    print(sign_token(app.signing_secret, app.name, args.user, args.expires))
     return 0
 
 

@@ -9,6 +9,7 @@
      +-- ReplayFormatError    a recorded data file cannot be read (replay.formats)
      +-- ProtocolError        a client frame is malformed (gateway.protocol)
      +-- NoSessionError       a frame needs a session (engine.core)
+     +-- AuthError            a connection may not open a session (gateway.auth)
 
 Errors from the libraries underneath (Lark, sqlite3, msgspec) are translated
 into these at the boundary and chained with ``from``.

@@ -46,6 +46,7 @@ from sessionpush.store.base import (
     Claim,
     Decision,
     Device,
+    ErasureReport,
     GoalEvent,
     PendingTimer,
     Store,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSE_ENDED",
+    "CLOSE_ERASED",
     "CLOSE_IDLE",
     "Engine",
     "NoSessionError",
@@ -69,6 +71,8 @@ log = logging.getLogger("sessionpush.engine")
 CLOSE_ENDED = 1000
 #: Close code for sockets of a session that ended by the idle timeout.
 CLOSE_IDLE = 4001
+#: Close code for sockets of a user erased by ``DELETE /v1/users/{id}``.
+CLOSE_ERASED = 4005
 
 
 class NoSessionError(SessionpushError):
@@ -102,8 +106,12 @@ class Engine:
         delivery: DeliveryQueue | None = None,
         grace: float = 30.0,
         idle: float = 1800.0,
+        app_rules: Mapping[str, RuleSet] | None = None,
     ) -> None:
+        #: The rule set of every app not in ``app_rules``.
         self.rules = rules
+        #: Apps (tenants) with a rule set of their own.
+        self.app_rules = dict(app_rules or {})
         self.store = store
         self.clock = clock
         self.transports = dict(transports or {})
@@ -143,9 +151,17 @@ class Engine:
             "engine started: %d rules, %d pending timers", len(self.rules), len(pending)
         )
 
-    def set_rules(self, rules: RuleSet) -> None:
-        """Swap the rule set; pending timers fire under the rule of that name."""
-        self.rules = rules
+    def set_rules(self, rules: RuleSet, app: str | None = None) -> None:
+        """Swap the rule set (of ``app``, if given); pending timers fire under
+        the rule of that name."""
+        if app is None:
+            self.rules = rules
+        else:
+            self.app_rules[app] = rules
+
+    def rules_for(self, app: str) -> RuleSet:
+        """The rule set sessions and timers of ``app`` run under."""
+        return self.app_rules.get(app, self.rules)
 
     @property
     def sessions(self) -> int:
@@ -207,7 +223,7 @@ class Engine:
         session.idle = self._push(self._idle_due(session), "idle", session)
         log.debug("session %s started for %s/%s", sid, app, user)
         self._arm_idle_rules(session)
-        for rule in self.rules.on_session_start(session):
+        for rule in self.rules_for(session.app).on_session_start(session):
             await self._trigger(session, rule, rule.snapshot({}, session), now)
         return session, False
 
@@ -221,8 +237,9 @@ class Engine:
             raise NoSessionError("send hello before events")
         now = self.clock.now()
         self.events_in += 1
-        matches = self.rules.on_event(session, name, props, now)
-        for rule in self.rules.unless_matches(session, name, props):
+        rules = self.rules_for(session.app)
+        matches = rules.on_event(session, name, props, now)
+        for rule in rules.unless_matches(session, name, props):
             await self._suppress(session, rule, name, now)
         for rule, due, bound in matches:
             session.bound = bound
@@ -232,7 +249,7 @@ class Engine:
             else:
                 self._push(due, "absence", (session, rule, due, snapshot))
         session.bound = {}
-        for rule in self.rules.goal_matches(session, name, props):
+        for rule in self.rules_for(session.app).goal_matches(session, name, props):
             goal = GoalEvent(
                 app=session.app,
                 rule=rule.name,
@@ -257,6 +274,31 @@ class Engine:
         if session is None:
             raise NoSessionError("no session to end")
         await self._end(session, "ended by the client", CLOSE_ENDED)
+
+    async def erase_user(self, app: str, user: str) -> ErasureReport:
+        """Forget a user: close their sockets (``CLOSE_ERASED``), drop their
+        live sessions without running post-session rules, cancel their
+        timers, then erase them from the store."""
+        for session in list(self._by_user.pop((app, user), ())):
+            session.end(self.clock.now(), "user erased")
+            for entry in (session.grace, session.idle):
+                if entry is not None:
+                    self._queue.cancel(entry)
+            session.grace = session.idle = None
+            # Absence deadlines fire only while their window is open.
+            session.absence.clear()
+            session.after_end = []
+            self._sessions.pop((app, session.id), None)
+            for peer in list(session.peers):
+                self._by_peer.pop(peer, None)
+                peer.close(CLOSE_ERASED, "user erased")
+            session.peers.clear()
+        for timer_id, entry in list(self._timers.items()):
+            timer: PendingTimer = entry.ref
+            if timer.app == app and timer.user == user:
+                self._queue.cancel(entry)
+                del self._timers[timer_id]
+        return await self.store.erase_user(app, user)
 
     # -- time --------------------------------------------------------------
 
@@ -291,7 +333,7 @@ class Engine:
 
     def _arm_idle_rules(self, session: Session) -> None:
         """Keep one deadline per session for its next ``when idle`` rule."""
-        quiet = self.rules.next_idle(session)
+        quiet = self.rules_for(session.app).next_idle(session)
         if quiet is None:
             return
         due = session.last_at + quiet
@@ -307,13 +349,15 @@ class Engine:
         if session.idle_rule is not entry or session.state is SessionState.ENDED:
             return
         session.idle_rule = None
-        quiet = self.rules.next_idle(session)
+        quiet = self.rules_for(session.app).next_idle(session)
         if quiet is None:
             return
         if entry.due < session.last_at + quiet:
             self._arm_idle_rules(session)  # events came since it was set
             return
-        for rule in self.rules.on_idle(session, entry.due - session.last_at):
+        for rule in self.rules_for(session.app).on_idle(
+            session, entry.due - session.last_at
+        ):
             await self._trigger(session, rule, rule.snapshot({}, session), entry.due)
         self._arm_idle_rules(session)
 
@@ -383,7 +427,7 @@ class Engine:
         )
 
         empty: dict[str, Any] = {}
-        for rule in self.rules.on_session_end(session):
+        for rule in self.rules_for(session.app).on_session_end(session):
             await self._trigger(session, rule, rule.snapshot(empty, session), now)
         held, session.after_end = session.after_end, []
         for rule, snapshot, triggered_at in held:
@@ -453,7 +497,7 @@ class Engine:
         self, claimed: PendingTimer, claim: Claim | None = None
     ) -> None:
         """Send a timer's message; with a ``claim``, only if it settles."""
-        rule = self.rules.by_name.get(claimed.rule)
+        rule = self.rules_for(claimed.app).by_name.get(claimed.rule)
         if rule is None:
             if claim is not None and not await self.store.finish(claim):
                 return

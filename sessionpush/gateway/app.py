@@ -9,6 +9,8 @@ Routes:
   :mod:`sessionpush.gateway.push_api`).
 - ``PUT /v1/rules`` (admin key): check, save and announce a rule set; every
   process sharing the store loads it (``gateway.rules_admin``).
+- ``DELETE /v1/users/{user}?app=APP`` (admin key): erase a user (see
+  :mod:`sessionpush.gateway.erasure`).
 - ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
   clock on until no timer is pending and return every decision as JSON
   lines, so that ``replay --via`` can compare a gateway run with an
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 from starlette.applications import Starlette
@@ -33,10 +35,16 @@ from starlette.websockets import WebSocket
 from sessionpush.dsl import load_ruleset
 from sessionpush.engine.clock import Clock, VirtualClock, WallClock
 from sessionpush.engine.core import Engine
+from sessionpush.engine.rules import RuleSet
 from sessionpush.engine.timers import fire_due
+from sessionpush.gateway.admin import AdminKeys
+from sessionpush.gateway.apps import GatewayConfig, dev_config, load_gateway_config
 from sessionpush.gateway.connection import serve_connection
+from sessionpush.gateway.erasure import erasure_routes
+from sessionpush.gateway.guard import Guard
 from sessionpush.gateway.push_api import push_routes
 from sessionpush.gateway.rules_admin import follow_rules, load_saved, put_rules
+from sessionpush.gateway.shutdown import close_gateway
 from sessionpush.replay.decisions import decision_record
 from sessionpush.store import open_store
 from sessionpush.transports.config import build_queue, load_config
@@ -59,8 +67,14 @@ class Settings:
     idle: float = 1800.0
     #: TOML file with provider credentials (docs/delivery.md); None: outbox only.
     delivery_config: str | None = None
-    #: Key that HTTP endpoints changing state require (``--admin-key``).
-    admin_key: str | None = None
+    #: The operator key: HTTP endpoints changing state take it for every app
+    #: (``--admin-key``); apps' own admin keys come from the app config.
+    admin_key: str | None = field(default=None, repr=False)
+    #: The app config file (``--config``); None: development mode.
+    config: str | None = None
+    #: The app config, already loaded (``serve`` loads it to set up uvicorn);
+    #: wins over ``config``.
+    gateway: GatewayConfig | None = None
     #: Seconds between two claims of due durable timers (live clock only):
     #: the most a timer fires late when the store holds nothing due sooner.
     timer_poll: float = 0.1
@@ -107,15 +121,29 @@ async def _run_timers(engine: Engine) -> None:
 
 def create_app(settings: Settings) -> Starlette:
     """Build the gateway app; rules and store open when the app starts."""
+    gateway = settings.gateway
+    if gateway is None:
+        gateway = (
+            dev_config()
+            if settings.config is None
+            else load_gateway_config(settings.config)
+        )
     rules = load_ruleset(list(settings.rules))
+    # One rule set per app that names its own rules; the others share --rules.
+    app_rules: dict[str, RuleSet] = {
+        name: load_ruleset(list(app.rules))
+        for name, app in gateway.apps.items()
+        if app.rules
+    }
     # Read at creation, so that a bad config refuses to start before serving.
-    delivery_config = (
-        None
-        if settings.delivery_config is None
-        else load_config(settings.delivery_config)
-    )
+    delivery_path = settings.delivery_config or gateway.delivery_config
+    delivery_config = None if delivery_path is None else load_config(delivery_path)
     clock: Clock = VirtualClock() if settings.clock == "playback" else WallClock()
     state: dict[str, Engine] = {}
+    keys = AdminKeys(
+        settings.admin_key,
+        {name: app.admin_keys for name, app in gateway.apps.items()},
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -135,6 +163,7 @@ def create_app(settings: Settings) -> Starlette:
             delivery=delivery,
             grace=settings.grace,
             idle=settings.idle,
+            app_rules=app_rules,
         )
         # A rule set saved through PUT /v1/rules is the deployment's current
         # one: it wins over the files, so a process started later agrees
@@ -158,21 +187,21 @@ def create_app(settings: Settings) -> Starlette:
             settings.outbox,
             settings.clock,
         )
+        for name, app_set in app_rules.items():
+            log.info(
+                "app %s: %d rules (version %s)", name, len(app_set), app_set.version
+            )
+        if gateway.dev_mode:
+            log.warning(
+                "development mode: no --config, so any client may connect as any "
+                "user of any app, without a token; loopback only"
+            )
+        else:
+            log.info("apps: %s", ", ".join(sorted(gateway.apps)))
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if delivery is not None:
-                await delivery.close()
-                for transport in delivery.transports.values():
-                    await transport.close()
-            await outbox.close()
-            await store.close()
-            log.info("gateway stopped")
+            await close_gateway(tasks, delivery, outbox, store)
 
     async def healthz(request: Request) -> Response:
         engine = state["engine"]
@@ -182,17 +211,16 @@ def create_app(settings: Settings) -> Starlette:
                 "rules": len(engine.rules),
                 "rules_version": engine.rules.version,
                 "sessions": engine.sessions,
+                "connections": len(guard.connections),
                 "pending": engine.pending(),
             }
         )
 
     async def rules_put(request: Request) -> Response:
-        return await put_rules(request, state["engine"], settings.admin_key)
+        return await put_rules(request, state["engine"], keys)
 
     async def session(websocket: WebSocket) -> None:
-        await serve_connection(
-            websocket, state["engine"], allow_loopback=allow_loopback()
-        )
+        await serve_connection(websocket, state["engine"], guard)
 
     async def drain(request: Request) -> Response:
         engine = state["engine"]
@@ -209,11 +237,13 @@ def create_app(settings: Settings) -> Starlette:
             and delivery_config.delivery.allow_loopback_endpoints
         )
 
+    guard = Guard(gateway, limited=not clock.virtual, allow_loopback=allow_loopback)
     routes: list[Route | WebSocketRoute] = [
         Route("/healthz", healthz),
         WebSocketRoute("/v1/session", session),
-        *push_routes(lambda: state["engine"], settings.admin_key, allow_loopback),
+        *push_routes(lambda: state["engine"], keys, allow_loopback),
         Route("/v1/rules", rules_put, methods=["PUT"]),
+        *erasure_routes(lambda: state["engine"], keys, gateway),
     ]
     if clock.virtual:
         routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))

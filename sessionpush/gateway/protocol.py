@@ -25,13 +25,19 @@ __all__ = [
     "Event",
     "Hello",
     "ProtocolError",
+    "Refresh",
     "Subscribe",
     "decode_frame",
     "encode_frame",
 ]
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# Ids take no control characters: they end up in keys joined by \x1f (cap
+# counters, idempotency keys) and in log lines.
+Id = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=256, pattern="^[^\x00-\x1f\x7f]+$")
+]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 Short = Annotated[str, msgspec.Meta(max_length=64)]
 # Client timestamps are epoch milliseconds, as JavaScript's Date.now().
 Millis = Annotated[float, msgspec.Meta(ge=0, le=1e14)]
@@ -65,7 +71,15 @@ class Hello(_Frame, tag="hello"):
     app: Id = "default"
     device: DeviceInfo = msgspec.field(default_factory=DeviceInfo)
     session: Id | None = None
+    #: A connection token signed by the app's backend (gateway.auth).
+    token: Token | None = None
+    #: The app's public key, for anonymous web mode instead of a token.
+    key: Token | None = None
     ts: Millis | None = None
+
+    def __repr__(self) -> str:
+        # The token is a credential: keep it out of reprs, logs and tracebacks.
+        return f"Hello(user={self.user!r}, app={self.app!r}, session={self.session!r})"
 
 
 class Event(_Frame, tag="event"):
@@ -100,6 +114,16 @@ class Consent(_Frame, tag="consent"):
     ts: Millis | None = None
 
 
+class Refresh(_Frame, tag="refresh"):
+    """A new connection token before (or soon after) the current one expires."""
+
+    token: Token
+    ts: Millis | None = None
+
+    def __repr__(self) -> str:
+        return "Refresh(token=...)"
+
+
 class Subscribe(_Frame, tag="subscribe"):
     """Register this device for pushes: a Web Push subscription (the
     browser's ``PushSubscription.toJSON()``) or an APNs or FCM token."""
@@ -110,8 +134,12 @@ class Subscribe(_Frame, tag="subscribe"):
     environment: Literal["production", "sandbox"] = "production"
     ts: Millis | None = None
 
+    def __repr__(self) -> str:
+        # Subscription keys and device tokens are credentials.
+        return f"Subscribe(channel={self.channel!r})"
 
-ClientFrame = Hello | Event | End | Bye | Consent | Subscribe
+
+ClientFrame = Hello | Event | End | Bye | Consent | Subscribe | Refresh
 
 _decoder = msgspec.json.Decoder(ClientFrame)
 _encoder = msgspec.json.Encoder()
@@ -125,6 +153,12 @@ def decode_frame(data: str | bytes) -> ClientFrame:
         raise ProtocolError("invalid_frame", str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise ProtocolError("malformed_json", str(exc)) from exc
+    except RecursionError:
+        # msgspec recurses once per nesting level; a frame of 64 KiB can
+        # nest 32,000 deep. The frame is refused, the connection stays.
+        raise ProtocolError(
+            "too_large", "the frame nests too deeply: flatten it - at `$`"
+        ) from None
 
 
 def encode_frame(frame: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from sessionpush.engine.core import Engine
-from sessionpush.gateway.admin import require_admin
+from sessionpush.gateway.admin import AdminKeys, require_admin
 from sessionpush.store.base import DeliveryOutcome
 from sessionpush.transports.subscriptions import (
     InvalidSubscription,
@@ -73,13 +73,14 @@ async def record_engagement(
 
 def push_routes(
     engine: Callable[[], Engine],
-    admin_key: str | None,
+    admin_key: str | AdminKeys | None,
     allow_loopback: Callable[[], bool],
 ) -> list[Route]:
     """The routes above; ``engine`` is looked up when a request comes."""
 
     async def put_device(request: Request) -> Response:
-        refused = require_admin(request, admin_key)
+        app = request.query_params.get("app", "default")
+        refused = require_admin(request, admin_key, app)
         if refused is not None:
             return refused
         body = await request.body()
@@ -93,7 +94,7 @@ def push_routes(
         try:
             subscription = to_subscription(
                 registration,
-                app=request.query_params.get("app", "default"),
+                app=app,
                 user=request.path_params["user"],
                 device_id=request.path_params["device"],
                 now=live.clock.now(),

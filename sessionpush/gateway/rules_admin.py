@@ -16,7 +16,6 @@ configured key it is disabled.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from dataclasses import replace
 
@@ -29,6 +28,7 @@ from sessionpush.dsl.errors import RulesError
 from sessionpush.dsl.parse import parse_with_diagnostics
 from sessionpush.engine.core import Engine
 from sessionpush.engine.rules import RuleSet
+from sessionpush.gateway.admin import AdminKeys, require_admin
 from sessionpush.store.base import Store, StoredRules
 from sessionpush.store.errors import StoreError
 
@@ -63,33 +63,15 @@ def compile_source(text: str, version: str) -> RuleSet:
     return compile_rules([rule_file], version=version)
 
 
-def _refuse_without_key(request: Request, admin_key: str | None) -> Response | None:
-    if not admin_key:
-        return PlainTextResponse(
-            "PUT /v1/rules is disabled: start the gateway with --admin-key KEY "
-            "(or set SESSIONPUSH_ADMIN_KEY) and send 'Authorization: Bearer KEY'",
-            status_code=403,
-        )
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    # compare_digest: the time taken must not tell how much of a guess was
-    # right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.encode(), admin_key.encode()
-    ):
-        return PlainTextResponse(
-            "PUT /v1/rules needs the admin key: send 'Authorization: Bearer KEY' "
-            "with the key the gateway was started with",
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return None
-
-
 async def put_rules(
-    request: Request, engine: Engine, admin_key: str | None
+    request: Request, engine: Engine, admin_key: str | AdminKeys | None
 ) -> Response:
-    """Check, save and announce a rule set; the old one stays if it fails."""
-    refused = _refuse_without_key(request, admin_key)
+    """Check, save and announce a rule set; the old one stays if it fails.
+
+    The rule set is the deployment's shared one, so only the operator key
+    may replace it, not an app's own admin key.
+    """
+    refused = require_admin(request, admin_key)
     if refused is not None:
         return refused
     body = await request.body()

@@ -32,6 +32,7 @@ __all__ = [
     "Decision",
     "DeliveryOutcome",
     "Device",
+    "ErasureReport",
     "GoalEvent",
     "PendingTimer",
     "SentMessage",
@@ -39,6 +40,9 @@ __all__ = [
     "StoredRules",
     "Subscription",
     "UserProfile",
+    "send_key_prefix",
+    "session_cap_prefix",
+    "user_cap_prefix",
 ]
 
 
@@ -193,6 +197,40 @@ class GoalEvent(msgspec.Struct, frozen=True, kw_only=True):
     user: str
     session: str
     at: float
+
+
+def user_cap_prefix(app: str, user: str) -> str:
+    """The start of every per-user cap key of ``user`` (see
+    ``engine.rules.Limit.key``; a test keeps the two in step)."""
+    return f"{app}\x1fu\x1f{user}\x1f"
+
+
+def session_cap_prefix(app: str, session: str) -> str:
+    """The start of every per-session cap key of ``session``."""
+    return f"{app}\x1fs\x1f{session}\x1f"
+
+
+def send_key_prefix(app: str, user: str) -> str:
+    """The start of every idempotency key of ``user`` (see
+    ``transports.queue.idempotency_key``)."""
+    return f"{app}\x1f{user}\x1f"
+
+
+class ErasureReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Store.erase_user` removed: rows (or keys) per kind.
+
+    The kinds are ``profile``, ``devices``, ``subscriptions``, ``timers``,
+    ``caps``, ``suppressions``, ``decisions``, ``messages``, ``outcomes``,
+    ``goals`` and ``send_keys``; a kind with nothing to remove counts 0.
+    """
+
+    app: str
+    user: str
+    removed: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.removed.values())
 
 
 class Store(Protocol):
@@ -381,3 +419,16 @@ class Store(Protocol):
         self, app: str | None = None, rule: str | None = None
     ) -> list[GoalEvent]:
         """Recorded goal events in the order they happened."""
+
+    # erasure
+
+    async def erase_user(self, app: str, user: str) -> ErasureReport:
+        """Remove everything kept about ``user`` of ``app``, in one step.
+
+        Profile and consent, devices, subscriptions (also disabled ones),
+        pending timers, cap counters (per user, and per session for the
+        user's sessions), ``unless`` marks, decisions, sent messages, their
+        outcomes and idempotency keys. Nothing of another user or app is
+        touched. Erasing an unknown user removes nothing and is not an
+        error.
+        """

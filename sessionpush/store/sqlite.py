@@ -42,12 +42,16 @@ from sessionpush.store.base import (
     Decision,
     DeliveryOutcome,
     Device,
+    ErasureReport,
     GoalEvent,
     PendingTimer,
     SentMessage,
     StoredRules,
     Subscription,
     UserProfile,
+    send_key_prefix,
+    session_cap_prefix,
+    user_cap_prefix,
 )
 from sessionpush.store.errors import StoreError
 
@@ -1057,6 +1061,65 @@ class SQLiteStore:
             GoalEvent(app=row[0], rule=row[1], user=row[2], session=row[3], at=row[4])
             for row in rows
         ]
+
+    # erasure
+
+    async def erase_user(self, app: str, user: str) -> ErasureReport:
+        """Remove everything kept about one user in one transaction; see
+        :meth:`sessionpush.store.base.Store.erase_user`."""
+        who = (app, user)
+        removed: dict[str, int] = {}
+        with self._write("erase a user") as conn:
+
+            def delete(kind: str, sql: str, params: Sequence[Any] = who) -> None:
+                removed[kind] = (
+                    removed.get(kind, 0) + conn.execute(sql, params).rowcount
+                )
+
+            # The user's sessions are known only from what they left behind;
+            # read them before those rows go, for the per-session caps.
+            sessions = {
+                row[0]
+                for table in ("decisions", "timers")
+                for row in conn.execute(
+                    f"SELECT DISTINCT session FROM {table} WHERE app = ? AND user = ?",
+                    who,
+                )
+            }
+            delete(
+                "send_keys",
+                "DELETE FROM send_keys WHERE message_id IN"
+                " (SELECT id FROM messages WHERE app = ? AND user = ?)",
+            )
+            prefix = send_key_prefix(app, user)
+            delete(
+                "send_keys",
+                "DELETE FROM send_keys WHERE substr(key, 1, ?) = ?",
+                (len(prefix), prefix),
+            )
+            for prefix in [user_cap_prefix(app, user)] + [
+                session_cap_prefix(app, s) for s in sorted(sessions)
+            ]:
+                delete(
+                    "caps",
+                    "DELETE FROM cap_events WHERE substr(key, 1, ?) = ?",
+                    (len(prefix), prefix),
+                )
+            for kind, table in (
+                ("profile", "users"),
+                ("devices", "devices"),
+                ("subscriptions", "subscriptions"),
+                ("timers", "timers"),
+                ("suppressions", "suppressions"),
+                ("decisions", "decisions"),
+                ("messages", "messages"),
+                ("outcomes", "outcomes"),
+                ("goals", "goals"),
+            ):
+                delete(kind, f"DELETE FROM {table} WHERE app = ? AND user = ?")
+        # The user id stays out of the log: it is what was just erased.
+        logger.info("erased a user of app %s: %d rows", app, sum(removed.values()))
+        return ErasureReport(app=app, user=user, removed=removed)
 
 
 def _delete_returning(
