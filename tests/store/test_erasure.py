@@ -152,7 +152,7 @@ async def test_erasing_twice_or_an_unknown_user_removes_nothing(
     store = SQLiteStore(str(tmp_path / "state.db"))
     await store.open()
     await remember(store, "shop", "alice", "s1")
-    assert (await store.erase_user("shop", "alice")).total == 11
+    assert (await store.erase_user("shop", "alice")).total == 12
     assert (await store.erase_user("shop", "alice")).total == 0
     assert (await store.erase_user("shop", "nobody")).total == 0
     profile = await store.get_user("shop", "alice")
