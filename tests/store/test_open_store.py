@@ -110,6 +110,7 @@ def test_the_package_exports_the_interface_the_factory_the_error_and_the_records
         "Decision",
         "DeliveryOutcome",
         "Device",
+        "GoalEvent",
         "PendingTimer",
         "SentMessage",
         "Store",
