@@ -54,7 +54,7 @@ __all__ = ["RedisStore"]
 
 logger = logging.getLogger("sessionpush.store")
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 _US = "\x1f"
 # How many stream entries one XRANGE reads while listing a log.
@@ -673,15 +673,15 @@ class RedisStore:
         self,
         action: str,
         stream: str,
-        decode: Callable[[bytes], T],
-        wanted: Callable[[T], bool],
-    ) -> list[T]:
+        decode: Callable[[bytes], _T],
+        wanted: Callable[[_T], bool],
+    ) -> list[_T]:
         """Every entry of ``stream`` that is ``wanted``, oldest first.
 
         The stream is read whole, a page at a time, and filtered here: the
         logs are for reports and tests, not for the path of a send.
         """
-        found: list[T] = []
+        found: list[_T] = []
         start = "-"
         client = self._redis()
         while True:
