@@ -15,7 +15,8 @@ limits how far ahead a timer may be. :meth:`RedisStore.finish` is the
 fence: it settles a timer for the newest claimant only, once, and leaves an
 idempotency key behind.
 
-Decisions go to a Redis Stream (``XADD``) in the order processes make them.
+Decisions, delivery outcomes and goal events go to one Redis Stream each
+(``XADD``), in the order processes record them.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -37,8 +38,11 @@ from sessionpush.store import redis_scripts as lua
 from sessionpush.store.base import (
     Claim,
     Decision,
+    DeliveryOutcome,
     Device,
+    GoalEvent,
     PendingTimer,
+    SentMessage,
     StoredRules,
     Subscription,
     UserProfile,
@@ -50,7 +54,11 @@ __all__ = ["RedisStore"]
 
 logger = logging.getLogger("sessionpush.store")
 
+_T = TypeVar("_T")
+
 _US = "\x1f"
+# How many stream entries one XRANGE reads while listing a log.
+_PAGE = 1000
 # A settled timer's idempotency key outlives any lease and any retry.
 _SENT_TTL = 7 * 24 * 3600
 # A per-session cap has no window; a session never lasts this long.
@@ -59,6 +67,10 @@ _SESSION_CAP_TTL = 30 * 24 * 3600
 _timer_decoder = msgspec.json.Decoder(PendingTimer)
 _decision_decoder = msgspec.json.Decoder(Decision)
 _device_decoder = msgspec.json.Decoder(Device)
+_subscription_decoder = msgspec.json.Decoder(Subscription)
+_message_decoder = msgspec.json.Decoder(SentMessage)
+_outcome_decoder = msgspec.json.Decoder(DeliveryOutcome)
+_goal_decoder = msgspec.json.Decoder(GoalEvent)
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -208,9 +220,12 @@ class RedisStore:
             )
 
     async def add_subscription(self, subscription: Subscription) -> None:
-        """Add or replace the subscription of one device on one channel."""
+        """Add or replace the subscription of one device on one channel.
+
+        A replaced subscription keeps its place in :meth:`subscriptions`,
+        and a disabled one is enabled again.
+        """
         app, user = subscription.app, subscription.user
-        field = f"{subscription.device_id}{_US}{subscription.channel}"
         await self._run(
             "save a subscription",
             "ADD_SUBSCRIPTION",
@@ -218,22 +233,98 @@ class RedisStore:
                 self.keys.user(app, user, "subs"),
                 self.keys.user(app, user, "suborder"),
                 self.keys.user(app, user, "subseq"),
+                self.keys.user(app, user, "suboff"),
             ],
-            [field, _encode(subscription, "subscription data")],
+            [
+                _subscription_field(subscription.device_id, subscription.channel),
+                _encode(subscription, "subscription data"),
+            ],
         )
 
     async def subscriptions(self, app: str, user: str) -> list[Subscription]:
-        """The user's subscriptions, in the order they were first added."""
-        pipe = self._redis().pipeline(transaction=False)
+        """The user's enabled subscriptions, in the order first added."""
+        return [
+            sub
+            for sub, reason in await self._all_subscriptions(app, user)
+            if reason is None
+        ]
+
+    async def disabled_subscriptions(
+        self, app: str, user: str
+    ) -> list[tuple[Subscription, str]]:
+        """The user's disabled subscriptions with the reason, oldest first."""
+        return [
+            (sub, reason)
+            for sub, reason in await self._all_subscriptions(app, user)
+            if reason is not None
+        ]
+
+    async def _all_subscriptions(
+        self, app: str, user: str
+    ) -> list[tuple[Subscription, str | None]]:
+        """Every subscription in the order first added, with the reason it
+        was disabled or ``None``."""
+        # MULTI, not a plain pipeline: the three keys are read as of one
+        # instant, so a subscription enabled meanwhile is not listed with
+        # its old reason.
+        pipe = self._redis().pipeline(transaction=True)
         pipe.zrange(self.keys.user(app, user, "suborder"), 0, -1)
         pipe.hgetall(self.keys.user(app, user, "subs"))
+        pipe.hgetall(self.keys.user(app, user, "suboff"))
         with self._errors("read subscriptions"):
-            order, subs = await pipe.execute()
+            order, subs, off = await pipe.execute()
         return [
-            msgspec.json.decode(subs[field], type=Subscription)
+            (
+                _subscription_decoder.decode(subs[field]),
+                off[field].decode() if field in off else None,
+            )
             for field in order
             if field in subs
         ]
+
+    async def remove_subscription(
+        self, app: str, user: str, device_id: str, channel: str, address: str
+    ) -> bool:
+        """Delete the subscription if its endpoint or token is ``address``."""
+        removed = await self._run(
+            "remove a subscription",
+            "REMOVE_SUBSCRIPTION",
+            [
+                self.keys.user(app, user, "subs"),
+                self.keys.user(app, user, "suborder"),
+                self.keys.user(app, user, "suboff"),
+            ],
+            [_subscription_field(device_id, channel), address],
+        )
+        return bool(removed)
+
+    async def disable_subscription(
+        self,
+        app: str,
+        user: str,
+        device_id: str,
+        channel: str,
+        address: str,
+        reason: str,
+        registered_before: float | None = None,
+    ) -> bool:
+        """Disable the subscription if it still has ``address`` and, with
+        ``registered_before``, was registered at or before that time."""
+        disabled = await self._run(
+            "disable a subscription",
+            "DISABLE_SUBSCRIPTION",
+            [
+                self.keys.user(app, user, "subs"),
+                self.keys.user(app, user, "suboff"),
+            ],
+            [
+                _subscription_field(device_id, channel),
+                address,
+                reason,
+                "" if registered_before is None else repr(registered_before),
+            ],
+        )
+        return bool(disabled)
 
     # caps
 
@@ -377,6 +468,56 @@ class RedisStore:
             pairs += [(raw, int(seqs.get(tid, 0))) for tid, raw in data.items()]
         return _in_order(pairs)
 
+    # delivery
+
+    async def claim_send(self, key: str, message_id: str, at: float) -> str | None:
+        """Claim ``key`` for ``message_id``; the earlier owner's id if taken.
+
+        The key never expires, as in the SQLite store: a trigger replayed
+        any time later is still recognised.
+        """
+        owner: bytes | None = await self._run(
+            "claim an idempotency key",
+            "CLAIM_SEND",
+            [self.keys.send(key)],
+            [message_id, repr(at)],
+        )
+        return None if owner is None else owner.decode()
+
+    async def record_message(self, message: SentMessage) -> None:
+        """Keep a sent message (its link answers ``GET /r/{id}``); the same
+        id again replaces it."""
+        with self._errors("record a message"):
+            await self._redis().set(
+                self.keys.message(message.id), _encode(message, "message")
+            )
+
+    async def sent_message(self, message_id: str) -> SentMessage | None:
+        with self._errors("read a message"):
+            raw = await self._redis().get(self.keys.message(message_id))
+        return None if raw is None else _message_decoder.decode(raw)
+
+    async def record_outcome(self, outcome: DeliveryOutcome) -> None:
+        """Append one delivery outcome to the outcome stream."""
+        payload = _encode(outcome, "delivery outcome")
+        with self._errors("record an outcome"):
+            await self._redis().xadd(self.keys.outcomes, {"d": payload})
+
+    async def outcomes(
+        self, message_id: str | None = None, app: str | None = None
+    ) -> list[DeliveryOutcome]:
+        """Recorded outcomes, of one message or one app, in the order the
+        stream received them."""
+        return await self._read_log(
+            "list outcomes",
+            self.keys.outcomes,
+            _outcome_decoder.decode,
+            lambda item: (
+                (message_id is None or item.message_id == message_id)
+                and (app is None or item.app == app)
+            ),
+        )
+
     async def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
         """Take up to ``limit`` due timers for ``lease`` seconds.
 
@@ -498,21 +639,66 @@ class RedisStore:
         self, app: str | None = None, user: str | None = None
     ) -> list[Decision]:
         """Recorded decisions in the order the stream received them."""
-        found: list[Decision] = []
+        return await self._read_log(
+            "list decisions",
+            self.keys.decisions,
+            _decision_decoder.decode,
+            lambda item: (
+                (app is None or item.app == app) and (user is None or item.user == user)
+            ),
+        )
+
+    # goals
+
+    async def record_goal(self, goal: GoalEvent) -> None:
+        """Append one goal event to the goal stream."""
+        payload = _encode(goal, "goal event")
+        with self._errors("record a goal"):
+            await self._redis().xadd(self.keys.goals, {"d": payload})
+
+    async def goals(
+        self, app: str | None = None, rule: str | None = None
+    ) -> list[GoalEvent]:
+        """Recorded goal events in the order the stream received them."""
+        return await self._read_log(
+            "list goals",
+            self.keys.goals,
+            _goal_decoder.decode,
+            lambda item: (
+                (app is None or item.app == app) and (rule is None or item.rule == rule)
+            ),
+        )
+
+    async def _read_log(
+        self,
+        action: str,
+        stream: str,
+        decode: Callable[[bytes], _T],
+        wanted: Callable[[_T], bool],
+    ) -> list[_T]:
+        """Every entry of ``stream`` that is ``wanted``, oldest first.
+
+        The stream is read whole, a page at a time, and filtered here: the
+        logs are for reports and tests, not for the path of a send.
+        """
+        found: list[_T] = []
         start = "-"
         client = self._redis()
         while True:
-            with self._errors("list decisions"):
-                batch: Any = await client.xrange(self.keys.decisions, start, "+", 1000)
+            with self._errors(action):
+                batch: Any = await client.xrange(stream, start, "+", _PAGE)
             for _, fields in batch:
-                item = _decision_decoder.decode(fields[b"d"])
-                if (app is None or item.app == app) and (
-                    user is None or item.user == user
-                ):
+                item = decode(fields[b"d"])
+                if wanted(item):
                     found.append(item)
-            if len(batch) < 1000:
+            if len(batch) < _PAGE:
                 return found
             start = "(" + batch[-1][0].decode()
+
+
+def _subscription_field(device_id: str, channel: str) -> str:
+    """A subscription's field in the user's subscription hashes."""
+    return f"{device_id}{_US}{channel}"
 
 
 def _in_order(pairs: list[tuple[bytes, int]]) -> list[PendingTimer]:

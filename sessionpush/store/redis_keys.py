@@ -5,8 +5,8 @@ hashes only the part of a key between the first ``{`` and the next ``}``
 (the hash tag). So every key that one atomic step touches carries the same
 tag:
 
-- a user's profile, devices, subscriptions and ``unless`` marks:
-  ``{u:APP<US>USER}``, one slot per user;
+- a user's profile, devices, subscriptions (enabled or not), ``unless``
+  marks and idempotency keys: ``{u:APP<US>USER}``, one slot per user;
 - cap counters: the app, kind and owner of the cap key the engine builds
   (``APP<US>u<US>USER`` or ``APP<US>s<US>SESSION``), so that every cap of one
   user (or session) is in one slot and taken atomically across devices;
@@ -14,7 +14,9 @@ tag:
   user, so that a user's timers, their due index, their cancel index and
   their idempotency keys are in one slot while the queues spread over the
   cluster;
-- the decision stream and the rule set: one key each.
+- a sent message: ``{m:ID}``, found by its id alone (a click names only
+  the id);
+- the decision, outcome and goal streams and the rule set: one key each.
 
 ``<US>`` is the unit separator ``\\x1f``, which the engine's own keys use.
 """
@@ -35,14 +37,35 @@ class Keys:
         self.prefix = prefix
         self.shards = shards
         self.decisions = f"{prefix}:decisions"
+        self.outcomes = f"{prefix}:outcomes"
+        self.goals = f"{prefix}:goals"
         self.rules = f"{prefix}:rules"
         self.rules_channel = f"{prefix}:rules:changed"
 
     # users
 
     def user(self, app: str, user: str, what: str) -> str:
-        """``profile``, ``devices``, ``subs``, ``subseq`` or ``supp``."""
+        """``profile``, ``attrs``, ``devices``, ``subs``, ``suborder``,
+        ``subseq``, ``suboff`` (disabled: reason by subscription) or
+        ``supp``."""
         return f"{self.prefix}:{{u:{app}{_US}{user}}}:{what}"
+
+    # delivery
+
+    def send(self, key: str) -> str:
+        """The hash behind one idempotency key.
+
+        The engine's keys start with ``APP<US>USER<US>``
+        (``transports.queue.idempotency_key``), so the key joins that user's
+        slot; any other key gets a slot of its own.
+        """
+        parts = key.split(_US, 2)
+        tag = f"u:{_US.join(parts[:2])}" if len(parts) == 3 else f"k:{key}"
+        return f"{self.prefix}:{{{tag}}}:send:{key}"
+
+    def message(self, message_id: str) -> str:
+        """A sent message as JSON, read back when its link is clicked."""
+        return f"{self.prefix}:{{m:{message_id}}}:msg"
 
     # caps
 
