@@ -1020,16 +1020,21 @@ _GROUPS = (
     (
         "a clause (when, wait, push, ...)",
         frozenset(
-            ("when", "wait", "at", "unless", "if", "limit", "quiet", "holdout")
-            + ("variant", "goal", "priority", "push", "inapp", "webhook")
+            (
+                *("when", "wait", "at", "unless", "if", "limit", "quiet"),
+                *("holdout", "variant", "goal", "priority", "push", "inapp"),
+                "webhook",
+            )
         ),
         4,
     ),
     (
         "an operator (==, <, in, contains, and, or, ...)",
         frozenset(
-            ("and", "or", "not", "in", "contains", "starts", "matches", "exists")
-            + (_WORDING["COMP_OP"],)
+            (
+                *("and", "or", "not", "in", "contains", "starts", "matches"),
+                *("exists", _WORDING["COMP_OP"]),
+            )
         ),
         4,
     ),

@@ -216,8 +216,7 @@ def test_event_paths_are_refused_when_the_session_ends(path: str) -> None:
 def test_an_event_path_under_idle_names_the_idle_trigger() -> None:
     message, _, _ = only(in_rule('when idle 5m where price > 3 push { title "a" }'))
     assert message == (
-        "'event.price' reads the event being matched, but 'when idle' "
-        "matches no event"
+        "'event.price' reads the event being matched, but 'when idle' matches no event"
     )
 
 

@@ -181,9 +181,7 @@ def test_a_symbol_for_a_logical_word_suggests_the_word(symbol: str, hint: str) -
 
 def test_two_conditions_without_a_joining_word_suggest_and_or_or() -> None:
     text = 'rule r { when view where a == 1 b == 2 push { title "a" } }'
-    assert error_of(text).split("\n")[-1] == (
-        "join two conditions with 'and' or 'or'"
-    )
+    assert error_of(text).split("\n")[-1] == ("join two conditions with 'and' or 'or'")
 
 
 def test_starts_after_session_is_not_read_as_starts_with() -> None:
