@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from sessionpush.engine.calendar import TimeZoneError, check_zone
 from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine, NoSessionError
 from sessionpush.gateway.protocol import (
@@ -211,13 +211,11 @@ async def _hello(conn: Connection, engine: Engine, hello: Hello) -> None:
     if engine.session_of(conn) is not None or conn.said_bye:
         raise ProtocolError("duplicate_hello", "this connection already has a session")
     try:
-        ZoneInfo(hello.device.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ProtocolError(
-            "invalid_frame",
-            f"unknown time zone {hello.device.timezone!r}: use an IANA name such "
-            "as 'Europe/Berlin' - at `$.device.timezone`",
-        ) from exc
+        # The engine reads local days, quiet hours and `at` times from this
+        # zone; an offset would be wrong for half the year, so refuse it here.
+        check_zone(hello.device.timezone)
+    except TimeZoneError as exc:
+        raise ProtocolError("invalid_frame", f"{exc} - at `$.device.timezone`") from exc
     device = Device(
         app=hello.app,
         user=hello.user,

@@ -111,6 +111,21 @@ async def test_an_unknown_time_zone_is_refused(gateway: Any) -> None:
         assert "Mars/Olympus" in error["message"]
 
 
+async def test_a_bare_utc_offset_is_refused_with_how_to_send_a_zone(
+    gateway: Any,
+) -> None:
+    gw = await gateway(PRICEY)
+    async with await gw.connect() as ws:
+        await send(ws, {**HELLO, "device": {"timezone": "+02:00"}})
+        error = await receive(ws)
+        assert error["code"] == "invalid_frame"
+        assert error["message"].startswith(
+            "time zone '+02:00' is an offset, not a zone: "
+        )
+        assert "like Europe/Berlin" in error["message"]
+        assert error["message"].endswith("at `$.device.timezone`")
+
+
 async def test_a_second_hello_on_one_connection_is_refused(gateway: Any) -> None:
     gw = await gateway(PRICEY)
     async with await gw.connect() as ws:
