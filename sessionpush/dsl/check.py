@@ -415,16 +415,6 @@ class _RuleChecker:
                 yield from self.positive(
                     trigger.within, trigger.span, "within", trigger.absent
                 )
-                if trigger.within > IDLE_TIMEOUT:
-                    yield self.warning(
-                        trigger.span,
-                        f"'then no {trigger.absent} within "
-                        f"{format_duration(trigger.within)}' can never fire: a "
-                        "session ends after "
-                        f"{format_duration(IDLE_TIMEOUT)} without an event",
-                        "use a window shorter than the idle timeout, or "
-                        "'when session ends' with 'unless'",
-                    )
 
     def positive(
         self, seconds: float, span: t.Span, word: str, event: str | None = None

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from sessionpush.engine.calendar import TimeZoneError, check_zone
 from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine, NoSessionError
+from sessionpush.engine.session import Session
 from sessionpush.gateway.protocol import (
     Bye,
     Consent,
@@ -226,12 +227,15 @@ async def _hello(conn: Connection, engine: Engine, hello: Hello) -> None:
         app_version=hello.device.app_version,
         last_seen=engine.clock.now(),
     )
-    session, resumed = await engine.open(conn, device, hello.session)
-    conn.deliver(
-        {
-            "type": "welcome",
-            "session": session.id,
-            "resumed": resumed,
-            "heartbeat": HEARTBEAT_SECONDS,
-        }
-    )
+
+    def welcome(session: Session, resumed: bool) -> None:
+        conn.deliver(
+            {
+                "type": "welcome",
+                "session": session.id,
+                "resumed": resumed,
+                "heartbeat": HEARTBEAT_SECONDS,
+            }
+        )
+
+    await engine.open(conn, device, hello.session, welcome)

@@ -51,6 +51,17 @@ async def test_a_rule_answers_with_an_inapp_message_on_the_socket(
         assert await receive(ws) == {"type": "ack", "seq": 7}
 
 
+async def test_the_welcome_comes_before_a_session_start_message(
+    gateway: Any,
+) -> None:
+    gw = await gateway('rule hi { when session starts inapp { title "Hi" } }')
+    async with await gw.connect() as ws:
+        await send(ws, HELLO)
+        first, second = await receive(ws), await receive(ws)
+        assert (first["type"], second["type"]) == ("welcome", "message")
+        assert second["title"] == "Hi"
+
+
 async def test_malformed_json_gets_an_error_and_the_connection_lives(
     gateway: Any,
 ) -> None:
