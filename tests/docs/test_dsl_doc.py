@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,10 @@ from sessionpush.dsl.compile import compile_rules
 from sessionpush.dsl.load import load_paths, run_check
 from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine
-from sessionpush.store.base import Subscription
+from sessionpush.store.base import Device, Subscription
 from sessionpush.store.sqlite import SQLiteStore
 from sessionpush.transports.base import DeliveryResult, OutboundMessage
-from tests.engine.conftest import T0, Harness, RecordingTransport
+from tests.engine.conftest import T0, Harness, Peer, RecordingTransport
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dsl.md"
 _FENCE = re.compile(r"^```(\S*)\s*$")
@@ -175,6 +176,27 @@ async def sent_at(h: Harness, rule: str | None = None) -> list[float]:
     return [d.at - T0 for d in await h.decisions(rule) if d.decision == "sent"]
 
 
+async def open_in(
+    h: Harness,
+    zone: str = "UTC",
+    user: str = "u1",
+    lang: str | None = None,
+    session: str | None = None,
+) -> Peer:
+    """A session of ``user`` from a device in ``zone`` speaking ``lang``."""
+    peer = Peer()
+    device = Device(
+        app="default", user=user, device_id=f"{user}:d", timezone=zone, lang=lang
+    )
+    await h.engine.open(peer, device, session or f"s-{user}")
+    return peer
+
+
+def utc(text: str) -> float:
+    """Seconds since the epoch of a UTC wall-clock time (T0 is 22:13:20)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
 # intro
 
 
@@ -309,6 +331,145 @@ async def test_a_signup_in_another_session_does_not_close_the_window(
     await h.event(phone, "signup")
     await h.at(600)
     assert await sent_at(h) == [120.0]
+
+
+async def test_a_sequence_fires_at_the_cart_and_reads_the_named_view(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("sequence"))
+    peer = await h.open()
+    await h.event(peer, "view", page="product", brand="acme")
+    await h.at(300)
+    await h.event(peer, "cart")
+    assert [m.title for m in h.outbox.sent] == ["Good choice: acme"]
+    assert await sent_at(h) == [300.0]
+
+
+async def test_a_cart_at_the_end_of_the_sequence_window_is_too_late(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("sequence"))
+    peer = await h.open()
+    await h.event(peer, "view", page="product")
+    await h.at(600)
+    await h.event(peer, "cart")
+    assert await h.decisions() == []
+
+
+async def test_a_newer_view_restarts_the_sequence(run: MakeEngine) -> None:
+    h = await run(example("sequence"))
+    peer = await h.open()
+    await h.event(peer, "view", page="product", brand="old")
+    await h.at(500)
+    await h.event(peer, "view", page="product", brand="new")
+    await h.at(700)
+    await h.event(peer, "cart")
+    await h.event(peer, "cart")  # needs a new view first
+    assert [m.title for m in h.outbox.sent] == ["Good choice: new"]
+
+
+async def test_a_count_fires_on_the_second_empty_search_inside_five_minutes(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("count"))
+    peer = await h.open()
+    await h.event(peer, "search", results=0)
+    await h.at(100)
+    await h.event(peer, "search", results=4)
+    await h.at(299)
+    await h.event(peer, "search", results=0)
+    assert [m["title"] for m in peer.messages] == ["Can we help you find it?"]
+    await h.at(310)
+    await h.event(peer, "search", results=0)
+    assert len(peer.messages) == 1
+    await h.at(320)
+    await h.event(peer, "search", results=0)
+    assert await sent_at(h) == [299.0, 320.0]
+
+
+async def test_two_empty_searches_five_minutes_apart_do_not_count(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("count"))
+    peer = await h.open()
+    await h.event(peer, "search", results=0)
+    await h.at(300)
+    await h.event(peer, "search", results=0)
+    assert await h.decisions() == []
+
+
+async def test_idle_fires_five_quiet_minutes_after_the_latest_event(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("idle"))
+    peer = await h.open()
+    await h.event(peer, "cart")
+    await h.at(200)
+    await h.event(peer, "view")
+    await h.at(499)
+    assert peer.messages == []
+    await h.at(500)
+    assert [m["title"] for m in peer.messages] == ["Still deciding?"]
+    await h.at(1000)
+    assert await sent_at(h) == [500.0]
+    await h.event(peer, "view")
+    await h.at(1300)
+    assert await sent_at(h) == [500.0, 1300.0]
+
+
+async def test_idle_without_a_cart_sends_nothing(run: MakeEngine) -> None:
+    h = await run(example("idle"))
+    peer = await h.open()
+    await h.event(peer, "view")
+    await h.at(1000)
+    assert await h.decisions() == []
+
+
+async def test_session_start_greets_a_pro_user_after_the_welcome_only_once(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("session-start"))
+    await h.store.set_user_attributes("default", "pro", {"plan": "pro"})
+    pro = await h.open(user="pro", session="a")
+    other = await h.open(user="free", session="b")
+    assert [m["title"] for m in pro.messages] == ["Welcome back!"]
+    assert other.messages == []
+    await h.engine.detach(pro)
+    again = await h.open(user="pro", session="a")  # resumed inside the grace
+    assert again.messages == []
+    assert await h.outcomes() == ["sent"]
+
+
+async def test_named_events_feed_the_later_condition_and_the_message(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("bindings"))
+    peer = await h.open()
+    await h.event(peer, "view", category="shoes", price=120)
+    await h.at(600)
+    await h.engine.event(
+        peer, "view", {"category": "shoes", "price": 80, "name": "Runner"}
+    )
+    [message] = h.outbox.sent
+    assert (message.title, message.body) == (
+        "Runner for 80.00 EUR",
+        "instead of 120.00 EUR",
+    )
+
+
+async def test_a_dearer_second_view_sends_nothing_and_starts_over(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("bindings"))
+    peer = await h.open()
+    await h.event(peer, "view", category="shoes", price=120)
+    await h.event(peer, "view", category="shoes", price=130)
+    assert await h.decisions() == []
+    await h.engine.event(
+        peer, "view", {"category": "shoes", "price": 125, "name": "Trail"}
+    )
+    [message] = h.outbox.sent
+    assert message.body == "instead of 130.00 EUR"
 
 
 async def test_a_session_end_rule_fires_when_the_grace_period_ends(
