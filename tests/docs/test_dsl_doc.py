@@ -549,6 +549,64 @@ async def test_a_missing_property_only_makes_its_own_comparison_false(
     assert await h.outcomes("gift_or_bulk") == ["sent", "sent"]
 
 
+async def test_text_tests_look_inside_texts_and_lists(run: MakeEngine) -> None:
+    h = await run(example("text-tests"))
+    peer = await h.open()
+    for query, page in [
+        ("Gift for dad", "/shop/men"),
+        ("gift for dad", "/blog/gifts"),
+        ("gift for dad", "/shop/men"),
+    ]:
+        await h.event(peer, "search", query=query, page=page)
+    assert await h.outcomes("gift_search") == ["sent"]
+    await h.event(peer, "view", tags=["new", "sales"])
+    await h.event(peer, "view", tags=["new", "sale"], coupon="X1")
+    assert await h.outcomes("sale_without_coupon") == []
+    await h.event(peer, "view", tags=["new", "sale"])
+    await h.event(peer, "view", tags="summer sale", coupon=None)
+    assert await h.outcomes("sale_without_coupon") == ["sent", "sent"]
+
+
+async def test_the_third_cart_counts_two_earlier_ones_in_the_local_evening(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("text-tests"))
+    here = await open_in(h, "UTC", user="utc")
+    there = await open_in(h, "Europe/Berlin", user="berlin")
+    for peer in (here, there):
+        for _ in range(4):
+            await h.event(peer, "cart")
+    decisions = await h.decisions("third_cart_in_the_evening")
+    assert [(d.user, d.decision) for d in decisions] == [("utc", "sent")]
+
+
+async def test_if_is_checked_at_the_trigger_and_again_at_the_send(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("if"))
+    await h.store.set_user_attributes("default", "u1", {"plan": "free"})
+    peer = await h.open()
+    await h.event(peer, "view", page="pricing")
+    await h.event(peer, "view", page="home")
+    await h.at(10)
+    await h.event(peer, "view", page="pricing")
+    assert await h.decisions() == []
+    await h.at(3610)
+    assert await sent_at(h) == [3610.0]
+
+    later = await h.open(session="s2")
+    for page in ("home", "cart", "pricing"):
+        await h.event(later, "view", page=page)
+    await h.store.set_user_attributes("default", "u1", {"plan": "pro"})
+    await h.at(7210)
+    [_, unmet] = await h.decisions()
+    assert (unmet.decision, unmet.reason, unmet.at) == (
+        "unmet",
+        "the 'if' condition no longer held at send time",
+        T0 + 7210,
+    )
+
+
 # timing
 
 
