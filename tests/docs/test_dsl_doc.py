@@ -640,6 +640,22 @@ async def test_wait_after_session_end_counts_from_the_end(run: MakeEngine) -> No
     assert decision.triggered_at == T0
 
 
+async def test_at_nine_sends_at_nine_on_the_devices_clock(run: MakeEngine) -> None:
+    h = await run(example("at"))
+    berlin = await open_in(h, "Europe/Berlin", user="b")
+    new_york = await open_in(h, "America/New_York", user="n")
+    await h.event(berlin, "wishlist")
+    await h.event(new_york, "wishlist")
+    await h.engine.advance(utc("2023-11-15T07:59:59"))
+    assert h.outbox.sent == []
+    await h.engine.advance(utc("2023-11-15T20:00:00"))
+    decisions = await h.decisions()
+    assert [(d.user, d.decision, d.at) for d in decisions] == [
+        ("b", "sent", utc("2023-11-15T08:00:00")),
+        ("n", "sent", utc("2023-11-15T14:00:00")),
+    ]
+
+
 # policy
 
 
@@ -736,6 +752,131 @@ async def test_the_per_user_limit_caps_a_third_session_at_trigger(
     assert [d.decision for d in decisions] == ["sent", "sent", "capped"]
     assert decisions[2].reason == "limit 2 per user per 24h reached"
     assert decisions[2].at == decisions[2].triggered_at == T0 + 200
+
+
+async def test_the_daily_limit_starts_again_at_local_midnight(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("per-day"))
+    for n, moment in enumerate(("22:13:20", "22:59:59", "23:00:00")):
+        await h.engine.advance(utc(f"2023-11-14T{moment}"))
+        peer = await open_in(h, "Europe/Berlin", session=f"visit{n}")
+        await h.event(peer, "view", page="deals")
+    decisions = await h.decisions()
+    assert [(d.decision, d.reason) for d in decisions][:2] == [
+        ("sent", "delivered by outbox"),
+        ("capped", "limit 1 per user per day reached"),
+    ]
+    assert [d.decision for d in decisions] == ["sent", "capped", "sent"]
+
+
+async def test_quiet_hours_defer_the_cart_push_to_eight_in_the_morning(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("quiet-hours"))
+    peer = await open_in(h, "UTC")
+    await h.event(peer, "cart")
+    await h.engine.advance(utc("2023-11-15T07:59:59"))
+    assert h.outbox.sent == []
+    await h.engine.advance(utc("2023-11-15T08:00:00"))
+    [decision] = await h.decisions("cart_evening")
+    assert (decision.decision, decision.at, decision.triggered_at) == (
+        "sent",
+        utc("2023-11-15T08:00:00"),
+        T0,
+    )
+
+
+async def test_outside_its_quiet_hours_a_user_is_sent_at_once(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("quiet-hours"))
+    peer = await open_in(h, "America/New_York")
+    await h.event(peer, "cart")
+    await h.at(600)
+    assert await sent_at(h, "cart_evening") == [600.0]
+
+
+async def test_quiet_hours_with_drop_record_quiet_and_send_nothing(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("quiet-hours"))
+    peer = await open_in(h, "UTC")
+    await h.event(peer, "view", page="sale")
+    [decision] = await h.decisions("flash_sale")
+    assert (decision.decision, decision.reason) == (
+        "quiet",
+        "inside quiet hours until 2023-11-15T09:00:00Z; dropped",
+    )
+    assert h.outbox.sent == []
+
+
+USERS = "ann bob cy dee eve fay gus hal ivy jo kim lou max ned ola pat".split()
+USERS += "quinn rae sam tom uma vic wes xia yan zoe".split()
+
+
+async def test_the_holdout_holds_out_the_same_two_users_every_time(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("holdout"))
+    for user in USERS:
+        peer = await h.open(user=user, session=user)
+        await h.event(peer, "cart")
+        await h.engine.end(peer)
+    decisions = await h.decisions("winback")
+    held = [(d.user, d.reason) for d in decisions if d.decision == "held_out"]
+    assert held == [
+        ("ivy", "in the 10% holdout of this rule"),
+        ("vic", "in the 10% holdout of this rule"),
+    ]
+    assert len([d for d in decisions if d.decision == "sent"]) == len(USERS) - 2
+
+
+async def test_each_user_always_gets_the_same_variant(run: MakeEngine) -> None:
+    h = await run(example("variants"))
+    for round_ in range(2):
+        for user in ("ann", "bob", "cy", "dee", "eve", "fay"):
+            peer = await h.open(user=user, session=f"{user}{round_}")
+            await h.event(peer, "cart")
+        await h.at(3600 * (round_ + 1))
+    got = {(d.user, d.message["variant"]) for d in await h.decisions() if d.message}
+    assert got == {
+        ("ann", "long"),
+        ("bob", "long"),
+        ("fay", "long"),
+        ("cy", "short"),
+        ("dee", "short"),
+        ("eve", "short"),
+    }
+    titles = {m.user: m.title for m in h.outbox.sent}
+    assert (titles["cy"], titles["ann"]) == (
+        "Your cart misses you",
+        "Your cart is saved",
+    )
+
+
+async def test_a_paid_purchase_is_recorded_as_a_goal_of_the_rule(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("goal"))
+    peer = await h.open()
+    await h.event(peer, "cart")
+    await h.at(60)
+    await h.event(peer, "purchase", price=0)
+    await h.at(120)
+    await h.event(peer, "purchase", price=50)
+    goals = await h.store.goals()
+    assert [(g.rule, g.user, g.session, g.at) for g in goals] == [
+        ("cart_recovery_goal", "u1", "s1", T0 + 120)
+    ]
+    assert await h.outcomes() == ["suppressed"]
+
+
+async def test_the_higher_priority_welcome_comes_first(run: MakeEngine) -> None:
+    h = await run(example("priority"))
+    await h.store.set_user_attributes("default", "u1", {"tier": "vip"})
+    peer = await h.open()
+    assert [m["title"] for m in peer.messages] == ["Welcome, VIP", "Welcome"]
 
 
 # actions
