@@ -952,6 +952,85 @@ async def test_an_inapp_message_reaches_another_session_of_the_user(
     assert [m["title"] for m in second.messages] == ["Need a hand with checkout?"]
 
 
+async def test_a_push_carries_image_urgency_collapse_data_and_ttl(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("push-fields"))
+    peer = await h.open()
+    await h.engine.event(peer, "restock", {"name": "Trail runner", "sku": "TR-9"})
+    [message] = h.outbox.sent
+    assert (message.title, message.image, message.urgency) == (
+        "Trail runner is back",
+        "https://cdn.shop.example/TR-9.jpg",
+        "high",
+    )
+    assert (message.collapse, message.ttl, message.data) == (
+        "restock",
+        86400,
+        {"sku": "TR-9", "source": "restock"},
+    )
+
+
+async def test_localised_text_follows_the_device_language(run: MakeEngine) -> None:
+    h = await run(example("localised"))
+    for user, lang in [("a", "de-AT"), ("b", "fr"), ("c", "es"), ("d", None)]:
+        await h.event(await open_in(h, user=user, lang=lang), "cart")
+    assert [(m.title, m.body) for m in h.outbox.sent] == [
+        ("Noch da?", "Dein Warenkorb ist gespeichert."),
+        ("Toujours là ?", "Your cart is saved."),
+        ("Still there?", "Your cart is saved."),
+        ("Still there?", "Your cart is saved."),
+    ]
+
+
+async def test_an_inapp_message_with_else_push_becomes_a_push_without_a_socket(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("else-push"))
+    tab = await h.open(session="tab")
+    await h.event(tab, "view", page="checkout")
+    await h.at(120)
+    assert [m["title"] for m in tab.messages] == ["Need help with checkout?"]
+
+    closed = await h.open(user="u2", session="closed")
+    await h.event(closed, "view", page="checkout")
+    await h.engine.detach(closed)
+    await h.at(300)
+    [message] = h.outbox.sent
+    assert (message.user, message.title, message.link) == (
+        "u2",
+        "Need help with checkout?",
+        "/help/checkout",
+    )
+    assert [(d.decision, d.channel) for d in await h.decisions()] == [
+        ("sent", "inapp"),
+        ("sent", "push"),
+    ]
+
+
+async def test_a_webhook_action_posts_the_decision_and_is_capped_like_a_push(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("webhook"))
+    peer = await h.open()
+    await h.event(peer, "purchase", price=999)
+    await h.event(peer, "purchase", price=1200)
+    await h.event(peer, "purchase", price=1500)
+    assert [(m.channel, m.webhook) for m in h.outbox.sent] == [("webhook", "crm")]
+    assert [(d.decision, d.channel) for d in await h.decisions()] == [
+        ("sent", "webhook"),
+        ("capped", "webhook"),
+    ]
+    h.engine.fallback = None
+    later = await h.open(user="u2", session="s2")
+    await h.event(later, "purchase", price=1200)
+    [decision] = (await h.decisions())[-1:]
+    assert (decision.decision, decision.reason) == (
+        "unreachable",
+        "no webhook transport is configured",
+    )
+
+
 # templates
 
 
