@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sessionpush.dsl.compile import compile_rules
-from sessionpush.dsl.load import load_paths, run_check
+from sessionpush.dsl.load import load_paths, run_check, run_fmt
 from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine
 from sessionpush.store.base import Device, Subscription
@@ -1120,6 +1120,39 @@ async def test_a_waiting_send_of_a_removed_rule_is_dropped(run: MakeEngine) -> N
         "dropped",
         "the rule is no longer in the rule set",
     )
+
+
+# sessionpush fmt
+
+
+def text_after(name: str) -> str:
+    """The text block that follows the rules block marked ``name``."""
+    index = next(i for i, b in enumerate(BLOCKS) if b.marker == name)
+    after = BLOCKS[index + 1]
+    assert after.lang == "text", f"no text block after the {name!r} example"
+    return after.text
+
+
+async def test_fmt_writes_the_documented_layout_and_the_rule_still_runs(
+    run: MakeEngine, tmp_path: Path
+) -> None:
+    before = example("fmt")
+    path = tmp_path / "messy.rules"
+    path.write_text(before, encoding="utf-8")
+    assert run_fmt([str(path)], io.StringIO(), check=True) == 1
+    assert run_fmt([str(path)], io.StringIO()) == 0
+    after = path.read_text(encoding="utf-8")
+    # The marker comment between rules is kept before the rule.
+    assert after == "# example: fmt\n" + text_after("fmt")
+    assert run_fmt([str(path)], io.StringIO(), check=True) == 0
+
+    for text in (before, after):
+        h = await run(text)
+        peer = await h.open()
+        await h.event(peer, "view", page="home", price=2)
+        await h.event(peer, "view", page="home", price=5)
+        await h.event(peer, "view", page="home", price=6)
+        assert await h.outcomes() == ["sent", "capped"]
 
 
 # known limitations
