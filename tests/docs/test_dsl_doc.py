@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -811,8 +811,25 @@ async def test_quiet_hours_with_drop_record_quiet_and_send_nothing(
     assert h.outbox.sent == []
 
 
-USERS = "ann bob cy dee eve fay gus hal ivy jo kim lou max ned ola pat".split()
-USERS += "quinn rae sam tom uma vic wes xia yan zoe".split()
+USERS = [
+    "ann",
+    "bob",
+    "cy",
+    "dee",
+    "eve",
+    "fay",
+    "gus",
+    "hal",
+    "ivy",
+    "jo",
+    "kim",
+    "lou",
+    "max",
+    "ned",
+    "ola",
+    "pat",
+]
+USERS += ["quinn", "rae", "sam", "tom", "uma", "vic", "wes", "xia", "yan", "zoe"]
 
 
 async def test_the_holdout_holds_out_the_same_two_users_every_time(
