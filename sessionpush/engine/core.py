@@ -177,13 +177,23 @@ class Engine:
     # -- connections -------------------------------------------------------
 
     async def open(
-        self, peer: Peer, device: Device, session_id: str | None = None
+        self,
+        peer: Peer,
+        device: Device,
+        session_id: str | None = None,
+        welcome: Callable[[Session, bool], None] | None = None,
     ) -> tuple[Session, bool]:
         """Attach a new connection: resume ``session_id`` or start a session.
 
         A session id that is live for the same user resumes it (a reconnect
         inside the grace period); any other id names the new session, so that
         replays keep their recorded ids.
+
+        Args:
+            welcome: Called with the session and whether it was resumed,
+                before any ``when session starts`` rule runs: the gateway
+                answers ``hello`` there, so that the ``welcome`` frame comes
+                before an in-app message those rules send.
         """
         now = self.clock.now()
         app, user = device.app, device.user
@@ -196,6 +206,8 @@ class Engine:
                     live.grace = None
                 self._by_peer[peer] = live
                 log.debug("session %s resumed", live.id)
+                if welcome is not None:
+                    welcome(live, True)
                 return live, True
             if live is not None:
                 session_id = None  # another user's id: never share it
@@ -223,6 +235,8 @@ class Engine:
         session.idle = self._push(self._idle_due(session), "idle", session)
         log.debug("session %s started for %s/%s", sid, app, user)
         self._arm_idle_rules(session)
+        if welcome is not None:
+            welcome(session, False)
         for rule in self.rules_for(session.app).on_session_start(session):
             await self._trigger(session, rule, rule.snapshot({}, session), now)
         return session, False

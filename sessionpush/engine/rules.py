@@ -48,10 +48,17 @@ class CompiledLimit:
     window: float | None
 
     def key(self, app: str, user: str, session: str, rule: str) -> str:
-        # Per-user keys carry the window so that two limits of one rule with
-        # different windows never share a counter.
+        """The counter of this limit for one user (and session).
+
+        Every key starts ``APP<US>u<US>USER``: the Redis store hashes that
+        part to a cluster slot (``store.redis_keys``), so all the caps one
+        send takes are in one slot, and a session id that another user
+        sends again never shares that user's count. Per-user keys carry the
+        window so that two limits of one rule never share a counter; the
+        session key has the word ``session`` where they have a window.
+        """
         if self.per == "session":
-            return f"{app}\x1fs\x1f{session}\x1f{rule}"
+            return f"{app}\x1fu\x1f{user}\x1f{rule}\x1fsession\x1f{session}"
         if self.per == "day":
             return f"{app}\x1fu\x1f{user}\x1f{rule}\x1fday"
         return f"{app}\x1fu\x1f{user}\x1f{rule}\x1f{self.window:g}"

@@ -7,9 +7,10 @@ tag:
 
 - a user's profile, devices, subscriptions (enabled or not), ``unless``
   marks and idempotency keys: ``{u:APP<US>USER}``, one slot per user;
-- cap counters: the app, kind and owner of the cap key the engine builds
-  (``APP<US>u<US>USER`` or ``APP<US>s<US>SESSION``), so that every cap of one
-  user (or session) is in one slot and taken atomically across devices;
+- cap counters: the first three parts of the cap key the engine builds
+  (``APP<US>u<US>USER``, which every cap key starts with, per-session caps
+  too), so that every cap of one user is in one slot and the caps of one
+  send are taken atomically across devices;
 - timers: one of ``shards`` timer queues ``{t:N}``, chosen by a hash of the
   user, so that a user's timers, their due index, their cancel index and
   their idempotency keys are in one slot while the queues spread over the

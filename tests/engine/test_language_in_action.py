@@ -53,6 +53,19 @@ async def test_one_event_never_fills_two_steps_of_a_sequence(harness: Any) -> No
     assert await h.outcomes("r") == ["sent"]
 
 
+async def test_an_absence_window_longer_than_the_idle_timeout_still_fires(
+    harness: Any,
+) -> None:
+    h = await harness('rule r { when view then no cart within 2h push { title "a" } }')
+    peer = await h.open()
+    await h.event(peer, "view")
+    await h.at(7199)
+    assert h.engine.sessions == 0  # ended idle after 30 minutes
+    assert await h.outcomes("r") == []
+    await h.at(7200)
+    assert await h.outcomes("r") == ["sent"]
+
+
 async def test_a_count_fires_on_the_nth_match_inside_the_window(harness: Any) -> None:
     h = await harness(
         'rule r { when 2 times search where results == 0 within 5m push { title "a" } }'

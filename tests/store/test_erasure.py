@@ -16,7 +16,6 @@ from sessionpush.store.base import (
     SentMessage,
     Subscription,
     send_key_prefix,
-    session_cap_prefix,
     user_cap_prefix,
 )
 from sessionpush.store.sqlite import SQLiteStore
@@ -165,7 +164,7 @@ def test_the_erasure_prefixes_match_the_keys_the_engine_and_queue_make() -> None
     per_user = Limit(count=1, per="user", window=3600.0)
     per_session = Limit(count=1, per="session", window=None)
     assert per_user.key("a", "u", "s", "r").startswith(user_cap_prefix("a", "u"))
-    assert per_session.key("a", "u", "s", "r").startswith(session_cap_prefix("a", "s"))
+    assert per_session.key("a", "u", "s", "r").startswith(user_cap_prefix("a", "u"))
     assert idempotency_key("a", "u", "r", "s", 1.0).startswith(
         send_key_prefix("a", "u")
     )
