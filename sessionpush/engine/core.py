@@ -562,10 +562,10 @@ class Engine:
             app, user, session, rule, snapshot, triggered_at, profile
         )
         if reason is not None:
-            if reason[0]:
-                await skip(*reason)
-            else:
-                await settled()  # deferred: a new timer carries the send
+            # An empty decision is a deferral: a new timer carries the send,
+            # and the record says why it did not go now.
+            decision, why = reason
+            await skip(decision or "deferred", why)
             return
 
         peers: list[Any] = []
@@ -623,6 +623,14 @@ class Engine:
                 await skip("capped", f"{rule.limits[full].describe()} reached")
                 return
 
+        if held_out(rule, user):
+            # Last of all the checks, so that a held-out user is one who
+            # would have been sent the message: reachable, under the caps
+            # (whose slot it takes, as a send would), and at the moment the
+            # send would have left. Both groups then differ only in the
+            # message, which is what a holdout comparison needs.
+            await skip("held_out", f"in the {rule.holdout:g}% holdout of this rule")
+            return
         if claim is not None and not await self.store.holds(claim):
             # The fence: another process claimed the timer after this one's
             # lease ran out, so this late send is refused.
@@ -686,11 +694,11 @@ class Engine:
         triggered_at: float,
         profile: Any,
     ) -> tuple[str, str] | None:
-        """``if`` again, quiet hours, holdout: why not to send now, if so.
+        """``if`` again, quiet hours: why not to send now, if so.
 
         Returns ``None`` to send, ``(decision, reason)`` to record a skip,
-        or ``("", "")`` when the send was deferred to the end of the quiet
-        hours (a durable timer sends it then).
+        or ``("", reason)`` when the send was deferred to the end of the
+        quiet hours (a durable timer sends it then).
         """
         if rule.guard_at_send is not None:
             # The user's profile as it is now; the session's facts as they
@@ -715,12 +723,7 @@ class Engine:
                     context={"snapshot": snapshot},
                 )
                 await self._add_timer(timer)
-                log.debug(
-                    "%s for %s/%s deferred to %s", rule.name, app, user, iso(until)
-                )
-                return "", ""
-        if held_out(rule, user):
-            return "held_out", f"in the {rule.holdout:g}% holdout of this rule"
+                return "", f"inside quiet hours; deferred to {iso(until)}"
         return None
 
     async def _push_out(
