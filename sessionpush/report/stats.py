@@ -33,9 +33,7 @@ __all__ = [
 Z95 = 1.959963984540054
 
 
-def wilson_interval(
-    successes: int, trials: int, z: float = Z95
-) -> tuple[float, float]:
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval of one proportion.
 
     Raises:
