@@ -9,6 +9,9 @@ Routes:
   :mod:`sessionpush.gateway.push_api`).
 - ``PUT /v1/rules`` (admin key): check, save and announce a rule set; every
   process sharing the store loads it (``gateway.rules_admin``).
+- Operators (``gateway.reports_api``): ``GET /`` (the dashboard),
+  ``GET /v1/reports``, ``GET /v1/users/{id}/explain``, ``GET /metrics``,
+  ``GET /v1/dashboard/stream``; all data behind the admin key.
 - ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
   clock on until no timer is pending and return every decision as JSON
   lines, so that ``replay --via`` can compare a gateway run with an
@@ -35,7 +38,9 @@ from sessionpush.engine.clock import Clock, VirtualClock, WallClock
 from sessionpush.engine.core import Engine
 from sessionpush.engine.timers import fire_due
 from sessionpush.gateway.connection import serve_connection
+from sessionpush.gateway.metrics import GatewayMetrics
 from sessionpush.gateway.push_api import push_routes
+from sessionpush.gateway.reports_api import report_routes
 from sessionpush.gateway.rules_admin import follow_rules, load_saved, put_rules
 from sessionpush.replay.decisions import decision_record
 from sessionpush.store import open_store
@@ -67,6 +72,10 @@ class Settings:
     #: Seconds a claim holds its timers: how long a process that died
     #: holding claims delays them.
     timer_lease: float = 30.0
+    #: Seconds between two live updates of the dashboard, and how many
+    #: updates pass between two reports (a report reads the whole log).
+    dashboard_interval: float = 1.0
+    dashboard_report_every: int = 5
 
 
 async def _claim_timers(engine: Engine, poll: float, lease: float) -> None:
@@ -116,6 +125,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     clock: Clock = VirtualClock() if settings.clock == "playback" else WallClock()
     state: dict[str, Engine] = {}
+    metrics = GatewayMetrics(lambda: state.get("engine"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -136,6 +146,9 @@ def create_app(settings: Settings) -> Starlette:
             grace=settings.grace,
             idle=settings.idle,
         )
+        engine.listeners.append(metrics.on_decision)
+        if delivery is not None:
+            delivery.listeners.append(metrics.on_outcome)
         # A rule set saved through PUT /v1/rules is the deployment's current
         # one: it wins over the files, so a process started later agrees
         # with the others.
@@ -157,6 +170,13 @@ def create_app(settings: Settings) -> Starlette:
             store,
             settings.outbox,
             settings.clock,
+            extra={
+                "event": "gateway_up",
+                "rules": len(engine.rules),
+                "rules_version": engine.rules.version,
+                "store": str(store),
+                "clock": settings.clock,
+            },
         )
         try:
             yield
@@ -172,7 +192,7 @@ def create_app(settings: Settings) -> Starlette:
                     await transport.close()
             await outbox.close()
             await store.close()
-            log.info("gateway stopped")
+            log.info("gateway stopped", extra={"event": "gateway_stopped"})
 
     async def healthz(request: Request) -> Response:
         engine = state["engine"]
@@ -190,9 +210,13 @@ def create_app(settings: Settings) -> Starlette:
         return await put_rules(request, state["engine"], settings.admin_key)
 
     async def session(websocket: WebSocket) -> None:
-        await serve_connection(
-            websocket, state["engine"], allow_loopback=allow_loopback()
-        )
+        metrics.connected()
+        try:
+            await serve_connection(
+                websocket, state["engine"], allow_loopback=allow_loopback()
+            )
+        finally:
+            metrics.disconnected()
 
     async def drain(request: Request) -> Response:
         engine = state["engine"]
@@ -214,6 +238,13 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/v1/session", session),
         *push_routes(lambda: state["engine"], settings.admin_key, allow_loopback),
         Route("/v1/rules", rules_put, methods=["PUT"]),
+        *report_routes(
+            lambda: state["engine"],
+            metrics,
+            settings.admin_key,
+            interval=settings.dashboard_interval,
+            report_every=settings.dashboard_report_every,
+        ),
     ]
     if clock.virtual:
         routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))
