@@ -205,7 +205,18 @@ class Engine:
         self._sessions[(app, sid)] = session
         self._by_user.setdefault((app, user), set()).add(session)
         session.idle = self._push(self._idle_due(session), "idle", session)
-        log.debug("session %s started for %s/%s", sid, app, user)
+        log.debug(
+            "session %s started for %s/%s",
+            sid,
+            app,
+            user,
+            extra={
+                "event": "session_started",
+                "app": app,
+                "user": user,
+                "session": sid,
+            },
+        )
         self._arm_idle_rules(session)
         for rule in self.rules.on_session_start(session):
             await self._trigger(session, rule, rule.snapshot({}, session), now)
@@ -380,6 +391,13 @@ class Engine:
             session.app,
             session.user,
             reason,
+            extra={
+                "event": "session_ended",
+                "app": session.app,
+                "user": session.user,
+                "session": session.id,
+                "reason": reason,
+            },
         )
 
         empty: dict[str, Any] = {}
@@ -821,6 +839,21 @@ class Engine:
             message=message,
         )
         await self.store.record_decision(record)
-        log.debug("%s %s for %s/%s: %s", rule, decision, app, user, reason)
+        log.debug(
+            "%s %s for %s/%s: %s",
+            rule,
+            decision,
+            app,
+            user,
+            reason,
+            extra={
+                "event": "decision",
+                "rule": rule,
+                "decision": decision,
+                "app": app,
+                "user": user,
+                "session": session,
+            },
+        )
         for listener in self.listeners:
             listener(record)
