@@ -158,3 +158,16 @@ def test_a_rule_without_a_goal_has_no_comparison() -> None:
     report = build_report(rules.rules, [decision("ann", "held_out", 0)], [], [])
     assert report.rules[0].comparisons == []
     assert report.rules[0].holdout.exposed == 1
+
+
+def test_the_rich_tables_name_every_rule_and_the_lift() -> None:
+    import io
+
+    from sessionpush.report.render import print_rich
+
+    decisions = [decision("ann", "sent", 0, "a"), decision("bob", "held_out", 0)]
+    out = io.StringIO()
+    print_rich(build_report(RULES, decisions, [goal("ann", 60)], []), out)
+    text = out.getvalue()
+    assert "Outcomes per rule" in text and "Lift against the holdout" in text
+    assert "variant a" in text and "1/1 100.0%" in text
