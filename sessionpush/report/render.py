@@ -151,12 +151,13 @@ def plain_text(report: Report) -> str:
     return "\n\n".join(parts)
 
 
-def print_rich(report: Report, file: IO[str]) -> None:
-    """Both tables with rich's formatting, for a terminal."""
+def print_rich(report: Report, file: IO[str], width: int | None = None) -> None:
+    """Both tables with rich's formatting, for a terminal (of its own width
+    unless ``width`` is given)."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=file)
+    console = Console(file=file, width=width)
     for title, rows in (
         ("Outcomes per rule", funnel_rows(report)),
         ("Lift against the holdout", lift_rows(report)),

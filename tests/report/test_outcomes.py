@@ -167,7 +167,7 @@ def test_the_rich_tables_name_every_rule_and_the_lift() -> None:
 
     decisions = [decision("ann", "sent", 0, "a"), decision("bob", "held_out", 0)]
     out = io.StringIO()
-    print_rich(build_report(RULES, decisions, [goal("ann", 60)], []), out)
+    print_rich(build_report(RULES, decisions, [goal("ann", 60)], []), out, 200)
     text = out.getvalue()
     assert "Outcomes per rule" in text and "Lift against the holdout" in text
     assert "variant a" in text and "1/1 100.0%" in text
