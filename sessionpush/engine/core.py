@@ -233,7 +233,18 @@ class Engine:
         self._sessions[(app, sid)] = session
         self._by_user.setdefault((app, user), set()).add(session)
         session.idle = self._push(self._idle_due(session), "idle", session)
-        log.debug("session %s started for %s/%s", sid, app, user)
+        log.debug(
+            "session %s started for %s/%s",
+            sid,
+            app,
+            user,
+            extra={
+                "event": "session_started",
+                "app": app,
+                "user": user,
+                "session": sid,
+            },
+        )
         self._arm_idle_rules(session)
         if welcome is not None:
             welcome(session, False)
@@ -438,6 +449,13 @@ class Engine:
             session.app,
             session.user,
             reason,
+            extra={
+                "event": "session_ended",
+                "app": session.app,
+                "user": session.user,
+                "session": session.id,
+                "reason": reason,
+            },
         )
 
         empty: dict[str, Any] = {}
@@ -620,10 +638,10 @@ class Engine:
             app, user, session, rule, snapshot, triggered_at, profile
         )
         if reason is not None:
-            if reason[0]:
-                await skip(*reason)
-            else:
-                await settled()  # deferred: a new timer carries the send
+            # An empty decision is a deferral: a new timer carries the send,
+            # and the record says why it did not go now.
+            decision, why = reason
+            await skip(decision or "deferred", why)
             return
 
         peers: list[Any] = []
@@ -681,6 +699,14 @@ class Engine:
                 await skip("capped", f"{rule.limits[full].describe()} reached")
                 return
 
+        if held_out(rule, user):
+            # Last of all the checks, so that a held-out user is one who
+            # would have been sent the message: reachable, under the caps
+            # (whose slot it takes, as a send would), and at the moment the
+            # send would have left. Both groups then differ only in the
+            # message, which is what a holdout comparison needs.
+            await skip("held_out", f"in the {rule.holdout:g}% holdout of this rule")
+            return
         if claim is not None and not await self.store.holds(claim):
             # The fence: another process claimed the timer after this one's
             # lease ran out, so this late send is refused.
@@ -744,11 +770,11 @@ class Engine:
         triggered_at: float,
         profile: Any,
     ) -> tuple[str, str] | None:
-        """``if`` again, quiet hours, holdout: why not to send now, if so.
+        """``if`` again, quiet hours: why not to send now, if so.
 
         Returns ``None`` to send, ``(decision, reason)`` to record a skip,
-        or ``("", "")`` when the send was deferred to the end of the quiet
-        hours (a durable timer sends it then).
+        or ``("", reason)`` when the send was deferred to the end of the
+        quiet hours (a durable timer sends it then).
         """
         if rule.guard_at_send is not None:
             # The user's profile as it is now; the session's facts as they
@@ -773,12 +799,7 @@ class Engine:
                     context={"snapshot": snapshot},
                 )
                 await self._add_timer(timer)
-                log.debug(
-                    "%s for %s/%s deferred to %s", rule.name, app, user, iso(until)
-                )
-                return "", ""
-        if held_out(rule, user):
-            return "held_out", f"in the {rule.holdout:g}% holdout of this rule"
+                return "", f"inside quiet hours; deferred to {iso(until)}"
         return None
 
     async def _push_out(
@@ -876,6 +897,21 @@ class Engine:
             message=message,
         )
         await self.store.record_decision(record)
-        log.debug("%s %s for %s/%s: %s", rule, decision, app, user, reason)
+        log.debug(
+            "%s %s for %s/%s: %s",
+            rule,
+            decision,
+            app,
+            user,
+            reason,
+            extra={
+                "event": "decision",
+                "rule": rule,
+                "decision": decision,
+                "app": app,
+                "user": user,
+                "session": session,
+            },
+        )
         for listener in self.listeners:
             listener(record)

@@ -11,6 +11,9 @@ Routes:
   process sharing the store loads it (``gateway.rules_admin``).
 - ``DELETE /v1/users/{user}?app=APP`` (admin key): erase a user (see
   :mod:`sessionpush.gateway.erasure`).
+- Operators (``gateway.reports_api``): ``GET /`` (the dashboard),
+  ``GET /v1/reports``, ``GET /v1/users/{id}/explain``, ``GET /metrics``,
+  ``GET /v1/dashboard/stream``; all data behind the admin key.
 - ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
   clock on until no timer is pending and return every decision as JSON
   lines, so that ``replay --via`` can compare a gateway run with an
@@ -42,7 +45,9 @@ from sessionpush.gateway.apps import GatewayConfig, dev_config, load_gateway_con
 from sessionpush.gateway.connection import serve_connection
 from sessionpush.gateway.erasure import erasure_routes
 from sessionpush.gateway.guard import Guard
+from sessionpush.gateway.metrics import GatewayMetrics
 from sessionpush.gateway.push_api import push_routes
+from sessionpush.gateway.reports_api import report_routes
 from sessionpush.gateway.rules_admin import follow_rules, load_saved, put_rules
 from sessionpush.gateway.shutdown import close_gateway
 from sessionpush.replay.decisions import decision_record
@@ -81,6 +86,10 @@ class Settings:
     #: Seconds a claim holds its timers: how long a process that died
     #: holding claims delays them.
     timer_lease: float = 30.0
+    #: Seconds between two live updates of the dashboard, and how many
+    #: updates pass between two reports (a report reads the whole log).
+    dashboard_interval: float = 1.0
+    dashboard_report_every: int = 5
 
 
 async def _claim_timers(engine: Engine, poll: float, lease: float) -> None:
@@ -144,6 +153,7 @@ def create_app(settings: Settings) -> Starlette:
         settings.admin_key,
         {name: app.admin_keys for name, app in gateway.apps.items()},
     )
+    metrics = GatewayMetrics(lambda: state.get("engine"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -165,6 +175,9 @@ def create_app(settings: Settings) -> Starlette:
             idle=settings.idle,
             app_rules=app_rules,
         )
+        engine.listeners.append(metrics.on_decision)
+        if delivery is not None:
+            delivery.listeners.append(metrics.on_outcome)
         # A rule set saved through PUT /v1/rules is the deployment's current
         # one: it wins over the files, so a process started later agrees
         # with the others.
@@ -186,6 +199,13 @@ def create_app(settings: Settings) -> Starlette:
             store,
             settings.outbox,
             settings.clock,
+            extra={
+                "event": "gateway_up",
+                "rules": len(engine.rules),
+                "rules_version": engine.rules.version,
+                "store": str(store),
+                "clock": settings.clock,
+            },
         )
         for name, app_set in app_rules.items():
             log.info(
@@ -220,7 +240,11 @@ def create_app(settings: Settings) -> Starlette:
         return await put_rules(request, state["engine"], keys)
 
     async def session(websocket: WebSocket) -> None:
-        await serve_connection(websocket, state["engine"], guard)
+        metrics.connected()
+        try:
+            await serve_connection(websocket, state["engine"], guard)
+        finally:
+            metrics.disconnected()
 
     async def drain(request: Request) -> Response:
         engine = state["engine"]
@@ -244,6 +268,13 @@ def create_app(settings: Settings) -> Starlette:
         *push_routes(lambda: state["engine"], keys, allow_loopback),
         Route("/v1/rules", rules_put, methods=["PUT"]),
         *erasure_routes(lambda: state["engine"], keys, gateway),
+        *report_routes(
+            lambda: state["engine"],
+            metrics,
+            keys,
+            interval=settings.dashboard_interval,
+            report_every=settings.dashboard_report_every,
+        ),
     ]
     if clock.virtual:
         routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))

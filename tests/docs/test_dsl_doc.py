@@ -779,7 +779,11 @@ async def test_quiet_hours_defer_the_cart_push_to_eight_in_the_morning(
     await h.engine.advance(utc("2023-11-15T07:59:59"))
     assert h.outbox.sent == []
     await h.engine.advance(utc("2023-11-15T08:00:00"))
-    [decision] = await h.decisions("cart_evening")
+    [deferred, decision] = await h.decisions("cart_evening")
+    assert (deferred.decision, deferred.reason) == (
+        "deferred",
+        "inside quiet hours; deferred to 2023-11-15T08:00:00Z",
+    )
     assert (decision.decision, decision.at, decision.triggered_at) == (
         "sent",
         utc("2023-11-15T08:00:00"),
