@@ -17,6 +17,11 @@ idempotency key behind.
 
 Decisions, delivery outcomes and goal events go to one Redis Stream each
 (``XADD``), in the order processes record them.
+
+:meth:`RedisStore.erase_user` finds what a user left behind by key
+pattern (``SCAN``), by reading the streams, and by message id; it erases
+each hash slot in one script, but not all slots at once (see
+``docs/deploy.md``, Known limitations).
 """
 
 from __future__ import annotations
@@ -40,15 +45,18 @@ from sessionpush.store.base import (
     Decision,
     DeliveryOutcome,
     Device,
+    ErasureReport,
     GoalEvent,
     PendingTimer,
     SentMessage,
     StoredRules,
     Subscription,
     UserProfile,
+    send_key_prefix,
+    user_cap_prefix,
 )
 from sessionpush.store.errors import StoreError
-from sessionpush.store.redis_keys import Keys, TimerQueue
+from sessionpush.store.redis_keys import Keys, TimerQueue, hash_tag, starting_with
 
 __all__ = ["RedisStore"]
 
@@ -72,6 +80,42 @@ _message_decoder = msgspec.json.Decoder(SentMessage)
 _outcome_decoder = msgspec.json.Decoder(DeliveryOutcome)
 _goal_decoder = msgspec.json.Decoder(GoalEvent)
 _any_decoder = msgspec.json.Decoder()
+
+
+class _Owned(msgspec.Struct):
+    """The fields that say whose a stored record is; the rest is skipped."""
+
+    app: str
+    user: str
+
+
+_owned_decoder = msgspec.json.Decoder(_Owned)
+_Logged = Decision | DeliveryOutcome | GoalEvent
+# The kinds of ErasureReport.removed, in the order the SQLite store counts.
+_ERASED_KINDS = (
+    "send_keys",
+    "caps",
+    "profile",
+    "devices",
+    "subscriptions",
+    "timers",
+    "suppressions",
+    "decisions",
+    "messages",
+    "outcomes",
+    "goals",
+)
+# The user's keys in their own slot, in the order ERASE_KEYS reports them.
+_USER_KEYS = (
+    "profile",
+    "attrs",
+    "devices",
+    "subs",
+    "suborder",
+    "subseq",
+    "suboff",
+    "supp",
+)
 
 
 class RedisStore:
@@ -155,7 +199,11 @@ class RedisStore:
             ) from exc
 
     async def _run(
-        self, action: str, script: str, keys: Sequence[str], args: Sequence[Any]
+        self,
+        action: str,
+        script: str,
+        keys: Sequence[str | bytes],
+        args: Sequence[Any],
     ) -> Any:
         self._redis()
         with self._errors(action):
@@ -681,19 +729,232 @@ class RedisStore:
         The stream is read whole, a page at a time, and filtered here: the
         logs are for reports and tests, not for the path of a send.
         """
-        found: list[_T] = []
-        start = "-"
+        entries, _ = await self._find_in_log(action, stream, decode, wanted)
+        return [item for _, item in entries]
+
+    async def _find_in_log(
+        self,
+        action: str,
+        stream: str,
+        decode: Callable[[bytes], _T],
+        wanted: Callable[[_T], bool],
+        after: str = "-",
+    ) -> tuple[list[tuple[bytes, _T]], str]:
+        """The ``wanted`` entries of ``stream`` with their ids, and where the
+        reading stopped (the ``after`` of a later read of what came since)."""
+        found: list[tuple[bytes, _T]] = []
+        start = after
         client = self._redis()
         while True:
             with self._errors(action):
                 batch: Any = await client.xrange(stream, start, "+", _PAGE)
-            for _, fields in batch:
+            for entry_id, fields in batch:
                 item = decode(fields[b"d"])
                 if wanted(item):
-                    found.append(item)
+                    found.append((entry_id, item))
+            if batch:
+                start = "(" + batch[-1][0].decode()
             if len(batch) < _PAGE:
-                return found
-            start = "(" + batch[-1][0].decode()
+                return found, start
+
+    # erasure
+
+    async def erase_user(self, app: str, user: str) -> ErasureReport:
+        """Remove everything kept about one user; see
+        :meth:`sessionpush.store.base.Store.erase_user`.
+
+        The cost is O(size of the three streams) plus a ``SCAN`` of the
+        keyspace per key pattern: the streams are read whole (they are not
+        indexed by user), and a sent message is found by its id only, so
+        the ids come from the user's idempotency keys and outcomes. Erasure
+        is rare and admin-only; nothing on the path of a send pays for it.
+
+        Each hash slot (the user's, the user's caps, the user's timer
+        shard, each message) is erased in one script, but the slots one
+        after another. The streams, which name the user's messages, go
+        last, so that an erasure cut short and run again still
+        finds what is left.
+        """
+        keys = self.keys
+
+        def theirs(item: _Logged) -> bool:
+            return item.app == app and item.user == user
+
+        logs: dict[str, tuple[str, Callable[[bytes], _Logged]]] = {
+            "decisions": (keys.decisions, _decision_decoder.decode),
+            "outcomes": (keys.outcomes, _outcome_decoder.decode),
+            "goals": (keys.goals, _goal_decoder.decode),
+        }
+        entries: dict[str, list[bytes]] = {}
+        read_to: dict[str, str] = {}
+        message_ids: set[str] = set()
+        for kind, (stream, decode) in logs.items():
+            found, read_to[kind] = await self._find_in_log(
+                "erase a user", stream, decode, theirs
+            )
+            entries[kind] = [entry_id for entry_id, _ in found]
+            for _, item in found:
+                if isinstance(item, DeliveryOutcome):
+                    message_ids.add(item.message_id)
+
+        # Every send of the user claimed a key in their slot first
+        # (transports.queue), naming its message: the messages of sends
+        # without an outcome are found too.
+        user_sends = await self._scan(
+            starting_with(keys.send(send_key_prefix(app, user)))
+        )
+        other_sends = await self._scan(keys.other_sends())
+        owners = await self._send_owners(user_sends + other_sends)
+        message_ids.update(owner for owner in owners[: len(user_sends)] if owner)
+        removed = dict.fromkeys(_ERASED_KINDS, 0)
+
+        owned = await self._erase_messages(app, user, sorted(message_ids))
+        removed["messages"] = len(owned)
+        # Keys in a slot of their own go with the message they claimed, as
+        # in the SQLite store; each is one key, so DEL is atomic enough.
+        foreign = [
+            key
+            for key, owner in zip(other_sends, owners[len(user_sends) :], strict=True)
+            if owner in owned
+        ]
+        removed["send_keys"] += await self._delete_each(foreign)
+
+        removed["timers"], _ = await self._erase_timers(app, user, message_ids)
+        removed["caps"] = await self._erase_caps(app, user)
+
+        # The user's own slot last but the streams: one script, so a reader
+        # sees the profile, subscriptions and idempotency keys whole or gone.
+        own: list[str | bytes] = [keys.user(app, user, what) for what in _USER_KEYS]
+        sizes = await self._run("erase a user", "ERASE_KEYS", [*own, *user_sends], [])
+        found_in = dict(zip(_USER_KEYS, sizes, strict=False))
+        removed["profile"] = int(bool(found_in["profile"] or found_in["attrs"]))
+        removed["devices"] = found_in["devices"]
+        removed["subscriptions"] = found_in["subs"]
+        removed["suppressions"] = found_in["supp"]
+        removed["send_keys"] += sum(1 for size in sizes[len(own) :] if size)
+
+        for kind, (stream, decode) in logs.items():
+            # What was appended while the rest went (an outcome of a
+            # delivery still in flight) goes too.
+            late, _ = await self._find_in_log(
+                "erase a user", stream, decode, theirs, after=read_to[kind]
+            )
+            ids = entries[kind] + [entry_id for entry_id, _ in late]
+            removed[kind] = await self._delete_entries(stream, ids)
+        # The user id stays out of the log: it is what was just erased.
+        logger.info(
+            "erased a user of app %s: %d keys and entries",
+            app,
+            sum(removed.values()),
+        )
+        return ErasureReport(app=app, user=user, removed=removed)
+
+    async def _erase_timers(
+        self, app: str, user: str, message_ids: set[str]
+    ) -> tuple[int, set[str]]:
+        """Erase the user's timers from their shard in one script; how many
+        were pending, and their sessions."""
+        queue = self._queue(app, user)
+        indexes = await self._scan(starting_with(queue.by_rule(app, user, "")))
+        timer_keys: list[str | bytes] = [
+            queue.due,
+            queue.data,
+            queue.tokens,
+            queue.seqs,
+            *indexes,
+        ]
+        # A timer's message has the timer's id, so the idempotency key its
+        # settling left is named by a message id.
+        timer_keys += [queue.sent(mid) for mid in sorted(message_ids)]
+        erased = await self._run(
+            "erase a user's timers",
+            "ERASE_TIMERS",
+            timer_keys,
+            [app, user, len(indexes)],
+        )
+        return int(erased[0]), {session.decode() for session in erased[1:]}
+
+    async def _erase_caps(self, app: str, user: str) -> int:
+        """Erase the user's caps, one script per slot; how many counted
+        sends went.
+
+        Every cap key of a user, per-session ones too, starts with the
+        prefix of ``store.base``; the keys are grouped by the slot they are
+        in, so one script never spans two slots.
+        """
+        caps = set(
+            await self._scan(starting_with(self.keys.cap(user_cap_prefix(app, user))))
+        )
+        by_slot: dict[bytes, list[str | bytes]] = {}
+        for key in sorted(caps):
+            by_slot.setdefault(hash_tag(key), []).append(key)
+        counted = 0
+        for slot_keys in by_slot.values():
+            sizes = await self._run("erase a user's caps", "ERASE_KEYS", slot_keys, [])
+            counted += sum(sizes)
+        return counted
+
+    async def _scan(self, pattern: str) -> list[bytes]:
+        """Every key matching ``pattern``, by ``SCAN`` in pages (never
+        ``KEYS``, which would block the server for the whole keyspace)."""
+        with self._errors("look for a user's keys"):
+            return [
+                key async for key in self._redis().scan_iter(match=pattern, count=_PAGE)
+            ]
+
+    async def _send_owners(self, send_keys: list[bytes]) -> list[str]:
+        """The message id each idempotency key names ('' when gone)."""
+        pipe = self._redis().pipeline(transaction=False)
+        for key in send_keys:
+            pipe.hget(key, "message_id")
+        with self._errors("read idempotency keys"):
+            owners = await pipe.execute() if send_keys else []
+        return [owner.decode() if owner else "" for owner in owners]
+
+    async def _erase_messages(
+        self, app: str, user: str, message_ids: list[str]
+    ) -> set[str]:
+        """Delete those of the messages that are the user's; their ids.
+
+        Each message is a slot of its own; a message is written once, so
+        reading it and deleting it in two steps races with nothing.
+        """
+        client = self._redis()
+        pipe = client.pipeline(transaction=False)
+        for message_id in message_ids:
+            pipe.get(self.keys.message(message_id))
+        with self._errors("read a user's messages"):
+            stored = await pipe.execute() if message_ids else []
+        owned = set()
+        for message_id, raw in zip(message_ids, stored, strict=True):
+            if raw is None:
+                continue
+            who = _owned_decoder.decode(raw)
+            if (who.app, who.user) == (app, user):
+                owned.add(message_id)
+        await self._delete_each([self.keys.message(mid) for mid in sorted(owned)])
+        return owned
+
+    async def _delete_each(self, keys: Sequence[str | bytes]) -> int:
+        """Delete keys of different slots, one command each; how many were
+        there."""
+        if not keys:
+            return 0
+        pipe = self._redis().pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)
+        with self._errors("erase a user"):
+            deleted = await pipe.execute()
+        return sum(deleted)
+
+    async def _delete_entries(self, stream: str, entry_ids: list[bytes]) -> int:
+        """``XDEL`` the entries, a page at a time; how many were there."""
+        deleted = 0
+        client = self._redis()
+        for start in range(0, len(entry_ids), _PAGE):
+            with self._errors("erase a user's log entries"):
+                deleted += await client.xdel(stream, *entry_ids[start : start + _PAGE])
+        return deleted
 
 
 def _subscription_field(device_id: str, channel: str) -> str:

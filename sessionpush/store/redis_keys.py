@@ -26,9 +26,34 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "TimerQueue", "hash_tag", "starting_with"]
 
 _US = "\x1f"
+# What SCAN MATCH reads as glob syntax (Redis util.c stringmatchlen).
+_GLOB = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+
+
+def starting_with(start: str) -> str:
+    """A SCAN MATCH pattern for every key that starts with ``start``.
+
+    App and user ids may hold ``*``, ``?`` or ``[``: escaped, they match
+    only themselves, so erasing user ``a*`` never matches user ``ab``.
+    """
+    return _literal(start) + "*"
+
+
+def _literal(text: str) -> str:
+    return text.translate(_GLOB)
+
+
+def hash_tag(key: bytes) -> bytes:
+    """The part of ``key`` that Redis Cluster hashes: keys with the same tag
+    share a slot and may go into one script."""
+    start = key.find(b"{")
+    end = key.find(b"}", start + 1)
+    if start < 0 or end <= start + 1:
+        return key
+    return key[start + 1 : end]
 
 
 class Keys:
@@ -63,6 +88,11 @@ class Keys:
         parts = key.split(_US, 2)
         tag = f"u:{_US.join(parts[:2])}" if len(parts) == 3 else f"k:{key}"
         return f"{self.prefix}:{{{tag}}}:send:{key}"
+
+    def other_sends(self) -> str:
+        """A SCAN MATCH pattern for the idempotency keys in a slot of their
+        own: keys not built by the engine, so not named after a user."""
+        return f"{_literal(self.prefix)}:{{k:*}}:send:*"
 
     def message(self, message_id: str) -> str:
         """A sent message as JSON, read back when its link is clicked."""

@@ -22,6 +22,8 @@ __all__ = [
     "CLAIM_SEND",
     "CLAIM_TIMER",
     "DISABLE_SUBSCRIPTION",
+    "ERASE_KEYS",
+    "ERASE_TIMERS",
     "FINISH",
     "MARK_SUPPRESSED",
     "REMOVE_SUBSCRIPTION",
@@ -250,4 +252,60 @@ local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'source', ARGV[1], 'saved_at', ARGV[2])
 redis.call('PUBLISH', ARGV[3], version)
 return version
+"""
+
+# KEYS: keys of one hash slot (one user's, or one cap owner's)
+# Returns the size of each key before it went: fields of a hash, members of
+# a sorted set, 1 for a string, 0 for none. Deleting them in one script
+# means no reader sees half a profile, and a send counted meanwhile is
+# either in the count or waits until the keys are gone.
+ERASE_KEYS = """
+local sizes = {}
+for i, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  local size = 0
+  if kind == 'hash' then
+    size = redis.call('HLEN', key)
+  elseif kind == 'zset' then
+    size = redis.call('ZCARD', key)
+  elseif kind ~= 'none' then
+    size = 1
+  end
+  redis.call('DEL', key)
+  sizes[i] = size
+end
+return sizes
+"""
+
+# KEYS: due, data, tokens, seqs, then ARGV[3] cancel indexes of the user,
+# then idempotency keys of settled timers (``sent``)
+# ARGV: app, user, how many cancel indexes
+# Returns [how many timers went, session, session, ...]. Every id in the
+# user's cancel indexes goes from every index of the shard, claimed or not
+# (a claimant then fails its fence); an id whose stored timer now belongs
+# to someone else (an id added again with another user) stays theirs.
+ERASE_TIMERS = """
+local last_index = 4 + tonumber(ARGV[3])
+local out = {0}
+for i = 5, last_index do
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do
+    local data = redis.call('HGET', KEYS[2], id)
+    if data then
+      local timer = cjson.decode(data)
+      if timer['app'] == ARGV[1] and timer['user'] == ARGV[2] then
+        out[1] = out[1] + 1
+        out[#out + 1] = timer['session']
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('HDEL', KEYS[2], id)
+        redis.call('HDEL', KEYS[3], id)
+        redis.call('HDEL', KEYS[4], id)
+      end
+    end
+  end
+  redis.call('DEL', KEYS[i])
+end
+for i = last_index + 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return out
 """
