@@ -38,8 +38,14 @@ from sessionpush.engine.calendar import next_local
 from sessionpush.engine.clock import Clock, VirtualClock, iso
 from sessionpush.engine.deadlines import Deadline, DeadlineQueue
 from sessionpush.engine.links import link_problem
-from sessionpush.engine.policy import choose_action, held_out, quiet_until
-from sessionpush.engine.rules import CompiledRule, RuleSet
+from sessionpush.engine.policy import (
+    DEFAULT_POLICY,
+    AppPolicy,
+    choose_action,
+    held_out,
+    quiet_until,
+)
+from sessionpush.engine.rules import CompiledLimit, CompiledRule, RuleSet
 from sessionpush.engine.session import Session, SessionState
 from sessionpush.errors import SessionpushError
 from sessionpush.store.base import (
@@ -107,11 +113,15 @@ class Engine:
         grace: float = 30.0,
         idle: float = 1800.0,
         app_rules: Mapping[str, RuleSet] | None = None,
+        app_policy: Mapping[str, AppPolicy] | None = None,
     ) -> None:
         #: The rule set of every app not in ``app_rules``.
         self.rules = rules
         #: Apps (tenants) with a rule set of their own.
         self.app_rules = dict(app_rules or {})
+        #: What each app's config adds to its rules (global caps, default
+        #: quiet hours, link schemes); other apps get ``DEFAULT_POLICY``.
+        self.app_policy = dict(app_policy or {})
         self.store = store
         self.clock = clock
         self.transports = dict(transports or {})
@@ -162,6 +172,34 @@ class Engine:
     def rules_for(self, app: str) -> RuleSet:
         """The rule set sessions and timers of ``app`` run under."""
         return self.app_rules.get(app, self.rules)
+
+    def policy_for(self, app: str) -> AppPolicy:
+        """The config's policy of ``app``: global caps, quiet hours, schemes."""
+        return self.app_policy.get(app, DEFAULT_POLICY)
+
+    def _caps(
+        self, app: str, user: str, session: str, rule: CompiledRule, channel: str
+    ) -> list[tuple[str, CompiledLimit, str]]:
+        """Every cap a send of ``rule`` counts against: ``(key, limit, name)``.
+
+        The rule's own limits come first, then the app's global caps, which
+        a webhook does not count against: it reaches a system, not the user.
+        """
+        caps = [
+            (lim.key(app, user, session, rule.name), lim, lim.describe())
+            for lim in rule.limits
+        ]
+        policy = self.policy_for(app)
+        if policy.caps and channel != "webhook":
+            caps += [
+                (
+                    policy.cap_key(lim, app, user, session),
+                    lim,
+                    lim.describe("global cap"),
+                )
+                for lim in policy.caps
+            ]
+        return caps
 
     @property
     def sessions(self) -> int:
@@ -579,8 +617,9 @@ class Engine:
                 triggered_at,
             )
             return True
-        for limit in rule.limits:
-            key = limit.key(app, user, session, rule.name)
+        # The channel of this user's variant decides whether global caps count.
+        sent_on = choose_action(rule, user)[0].channel
+        for key, limit, name in self._caps(app, user, session, rule, sent_on):
             since = limit.since(now, profile.timezone)
             if await self.store.cap_count(key, since) >= limit.count:
                 await self._decide(
@@ -589,7 +628,7 @@ class Engine:
                     user,
                     session,
                     "capped",
-                    f"{limit.describe()} reached",
+                    f"{name} reached",
                     channel,
                     triggered_at,
                 )
@@ -680,23 +719,23 @@ class Engine:
         if variant is not None:
             fields["variant"] = variant
         link = fields.get("link")
-        if link is not None and (problem := link_problem(link)) is not None:
+        schemes = self.policy_for(app).link_schemes
+        if link is not None and (problem := link_problem(link, schemes)) is not None:
             await skip("failed", f"the link {link[:200]!r} is refused: {problem}")
             return
 
-        if rule.limits:
-            caps = [
-                (
-                    lim.key(app, user, session, rule.name),
-                    lim.count,
-                    lim.since(now, profile.timezone),
-                )
-                for lim in rule.limits
+        # The rule's limits and the app's global caps are taken in one atomic
+        # step: a send counts against all of them or against none.
+        caps = self._caps(app, user, session, rule, channel)
+        if caps:
+            taken = [
+                (key, lim.count, lim.since(now, profile.timezone))
+                for key, lim, _ in caps
             ]
             send_id = None if claim is None else claim.timer.timer_id
-            full = await self.store.cap_take_all(caps, now, send_id)
+            full = await self.store.cap_take_all(taken, now, send_id)
             if full is not None:
-                await skip("capped", f"{rule.limits[full].describe()} reached")
+                await skip("capped", f"{caps[full][2]} reached")
                 return
 
         if held_out(rule, user):

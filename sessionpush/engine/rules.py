@@ -70,12 +70,13 @@ class CompiledLimit:
             return start_of_day(now, zone)
         return now - self.window if self.window is not None else float("-inf")
 
-    def describe(self) -> str:
+    def describe(self, word: str = "limit") -> str:
+        """``limit 1 per user per 24h``; ``word`` names a global cap instead."""
         if self.per == "session":
-            return f"limit {self.count} per session"
+            return f"{word} {self.count} per session"
         if self.per == "day":
-            return f"limit {self.count} per user per day"
-        return f"limit {self.count} per user per {_duration_text(self.window)}"
+            return f"{word} {self.count} per user per day"
+        return f"{word} {self.count} per user per {_duration_text(self.window)}"
 
 
 def _duration_text(seconds: float | None) -> str:

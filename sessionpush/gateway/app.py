@@ -174,6 +174,7 @@ def create_app(settings: Settings) -> Starlette:
             grace=settings.grace,
             idle=settings.idle,
             app_rules=app_rules,
+            app_policy=gateway.policies,
         )
         engine.listeners.append(metrics.on_decision)
         if delivery is not None:

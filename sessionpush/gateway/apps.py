@@ -17,6 +17,9 @@
     public_key = "pk_shop_..."          # optional: anonymous web mode
     rules = ["rules/shop"]
 
+    [apps.shop.policy]                  # optional; added to every rule
+    caps = [{count = 3, per = "24h"}]   # per user, across all the app's rules
+
 Decoding is strict: an unknown key, a wrong type, a short secret or a key
 shared by two apps refuses the start with a :class:`ConfigError` naming the
 key (never its value: the file holds secrets). Without a file the gateway
@@ -37,6 +40,8 @@ from typing import Annotated
 
 import msgspec
 
+from sessionpush.engine.policy import DEFAULT_POLICY, AppPolicy
+from sessionpush.engine.rules import CompiledLimit
 from sessionpush.errors import ConfigError
 from sessionpush.gateway.limits import Limits
 
@@ -65,6 +70,18 @@ _ORIGIN = re.compile(
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
+_PER = re.compile(r"([0-9]{1,6})(s|m|h|d)")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class _CapSection(msgspec.Struct, forbid_unknown_fields=True):
+    count: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    per: Text
+
+
+class _PolicySection(msgspec.Struct, forbid_unknown_fields=True):
+    caps: list[_CapSection] = []
+
 
 class _ServerSection(msgspec.Struct, forbid_unknown_fields=True):
     trusted_proxies: list[Text] = []
@@ -76,6 +93,7 @@ class _AppSection(msgspec.Struct, forbid_unknown_fields=True):
     allowed_origins: list[Text] = []
     public_key: Text | None = None
     rules: list[Text] = []
+    policy: _PolicySection = msgspec.field(default_factory=_PolicySection)
 
 
 class _File(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,6 +114,8 @@ class AppConfig:
     allowed_origins: frozenset[str] = frozenset()
     public_key: str | None = None
     rules: tuple[str, ...] = ()
+    #: Global caps and the like, which the engine adds to every rule.
+    policy: AppPolicy = DEFAULT_POLICY
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +132,11 @@ class GatewayConfig:
     def origins(self) -> frozenset[str]:
         """Every origin some app allows: the handshake lets only these in."""
         return frozenset().union(*(app.allowed_origins for app in self.apps.values()))
+
+    @property
+    def policies(self) -> dict[str, AppPolicy]:
+        """Each app's policy, as the engine takes it (``app_policy``)."""
+        return {name: app.policy for name, app in self.apps.items()}
 
 
 def dev_config(limits: Limits | None = None) -> GatewayConfig:
@@ -193,6 +218,32 @@ def _app(path: str, base: Path, name: str, section: _AppSection) -> AppConfig:
         allowed_origins=frozenset(o.lower() for o in section.allowed_origins),
         public_key=section.public_key,
         rules=tuple(str(base / r) for r in section.rules),
+        policy=_policy(where, section.policy),
+    )
+
+
+def _policy(where: str, section: _PolicySection) -> AppPolicy:
+    return AppPolicy(
+        caps=tuple(
+            _cap(f"{where}.policy.caps[{i}]", cap) for i, cap in enumerate(section.caps)
+        ),
+    )
+
+
+def _cap(where: str, cap: _CapSection) -> CompiledLimit:
+    """``per`` as in a rule's ``limit``: a duration, ``day`` or ``session``."""
+    if cap.per == "session":
+        return CompiledLimit(cap.count, "session", None)
+    if cap.per == "day":
+        return CompiledLimit(cap.count, "day", None)
+    match = _PER.fullmatch(cap.per)
+    if match is None or int(match.group(1)) == 0:
+        raise ConfigError(
+            f"{where}.per: {cap.per!r} is not a window; write a duration like "
+            "'24h', '30m' or '7d', or 'day' (the user's calendar day) or 'session'"
+        )
+    return CompiledLimit(
+        cap.count, "user", int(match.group(1)) * _SECONDS[match.group(2)]
     )
 
 

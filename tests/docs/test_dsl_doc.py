@@ -17,6 +17,9 @@ from sessionpush.dsl.compile import compile_rules
 from sessionpush.dsl.load import load_paths, run_check, run_fmt
 from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine
+from sessionpush.engine.policy import AppPolicy
+from sessionpush.engine.rules import CompiledLimit
+from sessionpush.gateway.apps import load_gateway_config
 from sessionpush.store.base import Device, Subscription
 from sessionpush.store.sqlite import SQLiteStore
 from sessionpush.transports.base import DeliveryResult, OutboundMessage
@@ -898,6 +901,54 @@ async def test_the_higher_priority_welcome_comes_first(run: MakeEngine) -> None:
     await h.store.set_user_attributes("default", "u1", {"tier": "vip"})
     peer = await h.open()
     assert [m["title"] for m in peer.messages] == ["Welcome, VIP", "Welcome"]
+
+
+async def test_under_a_global_cap_only_the_vip_welcome_is_sent(
+    run: MakeEngine,
+) -> None:
+    h = await run(example("priority"))
+    h.engine.app_policy["default"] = AppPolicy(
+        caps=(CompiledLimit(1, "session", None),)
+    )
+    await h.store.set_user_attributes("default", "u1", {"tier": "vip"})
+    peer = await h.open()
+    assert [m["title"] for m in peer.messages] == ["Welcome, VIP"]
+    [capped] = await h.decisions("generic_welcome")
+    assert (capped.decision, capped.reason) == (
+        "capped",
+        "global cap 1 per session reached",
+    )
+
+
+def policy_before(name: str, tmp_path: Path) -> AppPolicy:
+    """The app policy of the ``toml`` block just before the example ``name``,
+    read by the config loader as ``serve --config`` reads it."""
+    index = next(i for i, b in enumerate(BLOCKS) if b.marker == name)
+    block = BLOCKS[index - 1]
+    assert block.lang == "toml", f"no toml block before the {name!r} example"
+    path = tmp_path / "config.toml"
+    path.write_text(f'[apps.shop]\nsigning_secret = "{"s" * 32}"\n' + block.text)
+    return load_gateway_config(str(path)).policies["shop"]
+
+
+async def test_a_global_cap_counts_every_rule_but_webhooks(
+    run: MakeEngine, tmp_path: Path
+) -> None:
+    h = await run(example("global-cap"))
+    h.engine.app_policy["default"] = policy_before("global-cap", tmp_path)
+    peer = await h.open()
+    await h.event(peer, "view")
+    await h.event(peer, "cart")
+    await h.event(peer, "view")
+    await h.event(peer, "cart")
+    assert [m.title for m in h.outbox.sent if m.channel == "push"] == [
+        "Tip of the day",
+        "Your cart is saved",
+    ]
+    assert await h.outcomes("browse_tip") == ["sent", "capped"]
+    assert await h.outcomes("cart_crm") == ["sent", "sent"]
+    capped = (await h.decisions("browse_tip"))[1]
+    assert capped.reason == "global cap 2 per user per 24h reached"
 
 
 # actions

@@ -114,3 +114,43 @@ def test_only_http_origins_of_loopback_hosts_count_as_loopback(text: str) -> Non
 )
 def test_dev_mode_admits_loopback_pages_only(origin: str, loopback: bool) -> None:
     assert is_loopback_origin(origin) is loopback
+
+
+def test_global_caps_of_an_app_are_read_from_its_policy(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\n"
+        'caps = [{count = 3, per = "24h"}, {count = 1, per = "day"},'
+        ' {count = 2, per = "session"}]\n'
+    )
+    config = load_gateway_config(str(path))
+    caps = config.policies["shop"].caps
+    assert [cap.describe("global cap") for cap in caps] == [
+        "global cap 3 per user per 24h",
+        "global cap 1 per user per day",
+        "global cap 2 per session",
+    ]
+
+
+def test_an_app_without_a_policy_has_no_global_caps(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[apps.shop]\n{GOOD}\n")
+    assert load_gateway_config(str(path)).policies["shop"].caps == ()
+
+
+@pytest.mark.parametrize(
+    ("policy", "named"),
+    [
+        ("caps = [{count = 3, per = '24h', every = 1}]", "every"),
+        ("caps = [{count = 0, per = '24h'}]", "caps[0].count"),
+        ("caps = [{per = '24h'}]", "count"),
+        ("caps = [{count = 1, per = 'weekly'}]", "apps.shop.policy.caps[0].per"),
+        ("caps = [{count = 1, per = '0h'}]", "apps.shop.policy.caps[0].per"),
+        ("cap = []", "cap"),
+    ],
+)
+def test_a_bad_policy_key_refuses_the_start_and_is_named(
+    tmp_path: Path, policy: str, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load(tmp_path, f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\n{policy}\n")
