@@ -809,7 +809,8 @@ class Engine:
         triggered_at: float,
         profile: Any,
     ) -> tuple[str, str] | None:
-        """``if`` again, quiet hours: why not to send now, if so.
+        """``if`` again, quiet hours (the rule's or the app's): why not to
+        send now, if so.
 
         Returns ``None`` to send, ``(decision, reason)`` to record a skip,
         or ``("", reason)`` when the send was deferred to the end of the
@@ -822,9 +823,11 @@ class Engine:
             if not rule.guard_at_send(snapshot, standin):
                 return "unmet", "the 'if' condition no longer held at send time"
         now = self.clock.now()
-        if rule.quiet is not None:
-            until = quiet_until(rule.quiet, now, profile.timezone)
-            if until is not None and rule.quiet.drop:
+        # A rule's own quiet hours win over the app's default ones.
+        quiet = rule.quiet or self.policy_for(app).quiet
+        if quiet is not None:
+            until = quiet_until(quiet, now, profile.timezone)
+            if until is not None and quiet.drop:
                 return "quiet", f"inside quiet hours until {iso(until)}; dropped"
             if until is not None:
                 timer = PendingTimer(

@@ -19,6 +19,7 @@
 
     [apps.shop.policy]                  # optional; added to every rule
     caps = [{count = 3, per = "24h"}]   # per user, across all the app's rules
+    quiet_hours = "22:00-08:00"         # for rules without their own; or "... drop"
 
 Decoding is strict: an unknown key, a wrong type, a short secret or a key
 shared by two apps refuses the start with a :class:`ConfigError` naming the
@@ -41,7 +42,7 @@ from typing import Annotated
 import msgspec
 
 from sessionpush.engine.policy import DEFAULT_POLICY, AppPolicy
-from sessionpush.engine.rules import CompiledLimit
+from sessionpush.engine.rules import CompiledLimit, QuietWindow
 from sessionpush.errors import ConfigError
 from sessionpush.gateway.limits import Limits
 
@@ -72,6 +73,7 @@ Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 _PER = re.compile(r"([0-9]{1,6})(s|m|h|d)")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_QUIET = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
 class _CapSection(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,6 +83,7 @@ class _CapSection(msgspec.Struct, forbid_unknown_fields=True):
 
 class _PolicySection(msgspec.Struct, forbid_unknown_fields=True):
     caps: list[_CapSection] = []
+    quiet_hours: Text | None = None
 
 
 class _ServerSection(msgspec.Struct, forbid_unknown_fields=True):
@@ -227,7 +230,29 @@ def _policy(where: str, section: _PolicySection) -> AppPolicy:
         caps=tuple(
             _cap(f"{where}.policy.caps[{i}]", cap) for i, cap in enumerate(section.caps)
         ),
+        quiet=None
+        if section.quiet_hours is None
+        else _quiet(f"{where}.policy.quiet_hours", section.quiet_hours),
     )
+
+
+def _quiet(where: str, text: str) -> QuietWindow:
+    """``HH:MM-HH:MM``, optionally `` drop``, as a rule's ``quiet hours``."""
+    window, _, drop = text.partition(" ")
+    match = _QUIET.fullmatch(window)
+    if match is None or drop not in ("", "drop"):
+        raise ConfigError(
+            f"{where}: {text!r} is not a quiet window; write 'HH:MM-HH:MM' in "
+            "the user's local time, like '22:00-08:00', or '22:00-08:00 drop'"
+        )
+    hours_from, minutes_from, hours_to, minutes_to = map(int, match.groups())
+    start, end = hours_from * 60 + minutes_from, hours_to * 60 + minutes_to
+    if start == end:
+        raise ConfigError(
+            f"{where}: {text!r} starts and ends at the same time, so it is empty; "
+            "leave quiet_hours out for no default quiet hours"
+        )
+    return QuietWindow(start, end, drop == "drop")
 
 
 def _cap(where: str, cap: _CapSection) -> CompiledLimit:

@@ -794,6 +794,24 @@ async def test_quiet_hours_defer_the_cart_push_to_eight_in_the_morning(
     )
 
 
+async def test_default_quiet_hours_defer_a_rule_without_its_own(
+    run: MakeEngine, tmp_path: Path
+) -> None:
+    h = await run(example("default-quiet-hours"))
+    h.engine.app_policy["default"] = policy_before("default-quiet-hours", tmp_path)
+    peer = await open_in(h, "UTC")
+    await h.event(peer, "view", page="orders")
+    await h.event(peer, "view", page="deals")
+    assert await h.outcomes("late_deal") == ["sent"]
+    [deferred] = await h.decisions("order_tip")
+    assert (deferred.decision, deferred.reason) == (
+        "deferred",
+        "inside quiet hours; deferred to 2023-11-15T08:00:00Z",
+    )
+    await h.engine.advance(utc("2023-11-15T08:00:00"))
+    assert await h.outcomes("order_tip") == ["deferred", "sent"]
+
+
 async def test_outside_its_quiet_hours_a_user_is_sent_at_once(
     run: MakeEngine,
 ) -> None:

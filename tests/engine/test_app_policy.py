@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from sessionpush.engine.policy import AppPolicy
-from sessionpush.engine.rules import CompiledLimit
+from sessionpush.engine.rules import CompiledLimit, QuietWindow
 from sessionpush.engine.timers import fire_due
 from sessionpush.store.base import user_cap_prefix
 from sessionpush.store.redis_keys import Keys
@@ -235,3 +235,46 @@ async def test_live_claims_due_together_go_highest_priority_first(
     assert await fire_due(h.engine) == 2
     assert [m.title for m in h.outbox.sent] == ["urgent"]
     assert await h.outcomes("first") == ["capped"]
+
+
+# default quiet hours (T0 is 22:13:20 UTC; the harness's devices are in UTC)
+
+NIGHT = AppPolicy(quiet=QuietWindow(22 * 60, 8 * 60))
+EIGHT_AM = T0 + 9 * 3600 + 46 * 60 + 40
+
+
+async def test_default_quiet_hours_defer_a_rule_without_its_own(
+    harness: Any,
+) -> None:
+    h = await with_policy(harness, THREE_RULES, NIGHT)
+    peer = await h.open()
+    await h.event(peer, "view")
+    [deferred] = await h.decisions("browse")
+    assert (deferred.decision, deferred.reason) == (
+        "deferred",
+        "inside quiet hours; deferred to 2023-11-15T08:00:00Z",
+    )
+    await h.at(EIGHT_AM - T0)
+    assert await h.outcomes("browse") == ["deferred", "sent"]
+    assert (await h.decisions("browse"))[1].at == EIGHT_AM
+
+
+async def test_a_rules_own_quiet_hours_win_over_the_apps(harness: Any) -> None:
+    text = 'rule late { when view quiet hours 23:00-06:00 push { title "l" } }'
+    h = await with_policy(harness, text, NIGHT)
+    peer = await h.open()
+    await h.event(peer, "view")
+    assert await h.outcomes("late") == ["sent"]
+
+
+async def test_default_quiet_hours_with_drop_record_quiet(harness: Any) -> None:
+    policy = AppPolicy(quiet=QuietWindow(22 * 60, 8 * 60, drop=True))
+    h = await with_policy(harness, THREE_RULES, policy)
+    peer = await h.open()
+    await h.event(peer, "view")
+    [dropped] = await h.decisions("browse")
+    assert (dropped.decision, dropped.reason) == (
+        "quiet",
+        "inside quiet hours until 2023-11-15T08:00:00Z; dropped",
+    )
+    assert h.outbox.sent == []

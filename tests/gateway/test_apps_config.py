@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sessionpush.cli import main
+from sessionpush.engine.rules import QuietWindow
 from sessionpush.errors import ConfigError
 from sessionpush.gateway.apps import (
     check_dev_mode_host,
@@ -154,3 +155,28 @@ def test_a_bad_policy_key_refuses_the_start_and_is_named(
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(named)):
         load(tmp_path, f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\n{policy}\n")
+
+
+def test_default_quiet_hours_of_an_app_are_read_from_its_policy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\nquiet_hours = '22:30-07:15'\n"
+        f"[apps.news]\nsigning_secret = '{'n' * 32}'\n"
+        "[apps.news.policy]\nquiet_hours = '21:00-09:00 drop'\n"
+    )
+    config = load_gateway_config(str(path))
+    assert config.policies["shop"].quiet == QuietWindow(22 * 60 + 30, 7 * 60 + 15)
+    assert config.policies["news"].quiet == QuietWindow(21 * 60, 9 * 60, drop=True)
+
+
+@pytest.mark.parametrize(
+    "window", ["22-08", "22:00-24:00", "22:00-08:00 later", "08:00-08:00", "9:00-10:00"]
+)
+def test_a_bad_default_quiet_window_refuses_the_start_and_is_named(
+    tmp_path: Path, window: str
+) -> None:
+    text = f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\nquiet_hours = '{window}'\n"
+    with pytest.raises(ConfigError, match=r"apps\.shop\.policy\.quiet_hours"):
+        load(tmp_path, text)
