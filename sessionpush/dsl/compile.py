@@ -19,6 +19,7 @@ import regex
 from sessionpush.dsl import tree
 from sessionpush.dsl.regex import MATCH_SECONDS, MAX_SUBJECT, pattern_problem
 from sessionpush.engine.calendar import local_minutes
+from sessionpush.engine.links import link_scheme
 from sessionpush.engine.rules import (
     LANG_KEY,
     CompiledAction,
@@ -365,6 +366,19 @@ def _action(action: tree.Action) -> CompiledAction:
     )
 
 
+def _link_schemes(actions: list[tree.Action]) -> tuple[tuple[str, int, int], ...]:
+    found = []
+    for action in actions:
+        if isinstance(action, tree.WebhookAction):
+            continue
+        for link in (action.link, action.image):
+            head = link.parts[0] if link is not None and link.parts else None
+            scheme = link_scheme(head) if isinstance(head, str) else None
+            if link is not None and scheme is not None:
+                found.append((scheme, link.span.line, link.span.column))
+    return tuple(found)
+
+
 def _texts(action: tree.Action) -> list[tree.Text]:
     if isinstance(action, tree.WebhookAction):
         return []
@@ -512,6 +526,7 @@ def compile_rule(rule: tree.Rule, source: str = "") -> CompiledRule:
         if goal is None
         else CompiledGoal(goal.event, _maybe(goal.where), goal.within),
         priority=rule.priority,
+        links=_link_schemes(actions),
         **kwargs,
     )
 

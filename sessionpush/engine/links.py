@@ -11,8 +11,13 @@ spaces and control characters, so ``java\\tscript:`` is still script.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-__all__ = ["link_problem", "link_scheme"]
+if TYPE_CHECKING:
+    from sessionpush.engine.rules import CompiledRule
+
+__all__ = ["link_problem", "link_scheme", "undeclared_schemes"]
 
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _FORBIDDEN = frozenset({"javascript", "data", "vbscript", "file", "blob"})
@@ -52,3 +57,16 @@ def link_problem(link: str, schemes: frozenset[str] | None = None) -> str | None
     if scheme != "https" and schemes is not None and scheme not in schemes:
         return f"the app scheme '{scheme}:' is not in the app's link_schemes"
     return None
+
+
+def undeclared_schemes(
+    rules: Iterable[CompiledRule], schemes: frozenset[str]
+) -> list[str]:
+    """``file:line:col: 'ftp:'`` for each fixed link or image of ``rules``
+    whose app scheme is not in ``schemes``, in rule order."""
+    found = []
+    for rule in rules:
+        for scheme, line, column in rule.links:
+            if scheme not in schemes and scheme not in ("https", "http"):
+                found.append(f"{rule.source}:{line}:{column}: '{scheme}:'")
+    return found

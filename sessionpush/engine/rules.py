@@ -253,6 +253,10 @@ class CompiledRule:
     variants: tuple[CompiledVariant, ...] = ()
     goal: CompiledGoal | None = None
     priority: int = 0
+    #: ``(scheme, line, column)`` of each link and image whose fixed start
+    #: names a scheme, so that a server can refuse app schemes its config
+    #: does not declare before it runs the rule.
+    links: tuple[tuple[str, int, int], ...] = ()
 
     def snapshot(self, props: dict[str, Any], session: Session) -> dict[str, Any]:
         """The values the message will render from, as JSON-able data."""

@@ -40,8 +40,14 @@ from sessionpush.engine.clock import Clock, VirtualClock, WallClock
 from sessionpush.engine.core import Engine
 from sessionpush.engine.rules import RuleSet
 from sessionpush.engine.timers import fire_due
+from sessionpush.errors import ConfigError
 from sessionpush.gateway.admin import AdminKeys
-from sessionpush.gateway.apps import GatewayConfig, dev_config, load_gateway_config
+from sessionpush.gateway.apps import (
+    GatewayConfig,
+    dev_config,
+    link_scheme_problem,
+    load_gateway_config,
+)
 from sessionpush.gateway.connection import serve_connection
 from sessionpush.gateway.erasure import erasure_routes
 from sessionpush.gateway.guard import Guard
@@ -144,6 +150,13 @@ def create_app(settings: Settings) -> Starlette:
         for name, app in gateway.apps.items()
         if app.rules
     }
+    # Links whose app scheme an app does not declare refuse the start here,
+    # since `sessionpush check` cannot know the app config.
+    for name, app_config in gateway.apps.items():
+        app_set = app_rules.get(name, rules)
+        problem = link_scheme_problem(name, app_config.policy, app_set.rules)
+        if problem is not None:
+            raise ConfigError(problem)
     # Read at creation, so that a bad config refuses to start before serving.
     delivery_path = settings.delivery_config or gateway.delivery_config
     delivery_config = None if delivery_path is None else load_config(delivery_path)

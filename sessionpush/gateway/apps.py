@@ -20,6 +20,7 @@
     [apps.shop.policy]                  # optional; added to every rule
     caps = [{count = 3, per = "24h"}]   # per user, across all the app's rules
     quiet_hours = "22:00-08:00"         # for rules without their own; or "... drop"
+    link_schemes = ["shop"]             # app links besides https: and paths
 
 Decoding is strict: an unknown key, a wrong type, a short secret or a key
 shared by two apps refuses the start with a :class:`ConfigError` naming the
@@ -35,14 +36,16 @@ import logging
 import re
 import stat
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import msgspec
 
+from sessionpush.engine.links import undeclared_schemes
 from sessionpush.engine.policy import DEFAULT_POLICY, AppPolicy
-from sessionpush.engine.rules import CompiledLimit, QuietWindow
+from sessionpush.engine.rules import CompiledLimit, CompiledRule, QuietWindow
 from sessionpush.errors import ConfigError
 from sessionpush.gateway.limits import Limits
 
@@ -53,6 +56,7 @@ __all__ = [
     "check_dev_mode_host",
     "dev_config",
     "is_loopback_origin",
+    "link_scheme_problem",
     "load_gateway_config",
 ]
 
@@ -73,6 +77,11 @@ Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 _PER = re.compile(r"([0-9]{1,6})(s|m|h|d)")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.\-]{0,63}")
+# What a link may never be, or is already allowed without declaring it.
+_NOT_APP_SCHEMES = frozenset(
+    {"javascript", "data", "vbscript", "file", "blob", "http", "https"}
+)
 _QUIET = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
@@ -84,6 +93,7 @@ class _CapSection(msgspec.Struct, forbid_unknown_fields=True):
 class _PolicySection(msgspec.Struct, forbid_unknown_fields=True):
     caps: list[_CapSection] = []
     quiet_hours: Text | None = None
+    link_schemes: list[Text] = []
 
 
 class _ServerSection(msgspec.Struct, forbid_unknown_fields=True):
@@ -233,6 +243,47 @@ def _policy(where: str, section: _PolicySection) -> AppPolicy:
         quiet=None
         if section.quiet_hours is None
         else _quiet(f"{where}.policy.quiet_hours", section.quiet_hours),
+        # With a config, app links are limited to the declared schemes (none
+        # unless listed); only development mode accepts any of them.
+        link_schemes=frozenset(
+            _scheme(f"{where}.policy.link_schemes[{i}]", scheme)
+            for i, scheme in enumerate(section.link_schemes)
+        ),
+    )
+
+
+def _scheme(where: str, text: str) -> str:
+    scheme = text.lower().removesuffix(":").removesuffix("://")
+    if not _SCHEME_NAME.fullmatch(scheme):
+        raise ConfigError(
+            f"{where}: {text!r} is not a URL scheme; write the name alone, "
+            "like 'shop' for shop://cart links"
+        )
+    if scheme in _NOT_APP_SCHEMES:
+        raise ConfigError(
+            f"{where}: '{scheme}' is not an app scheme: https: links are always "
+            "allowed, and http:, javascript:, data:, vbscript:, file: and blob: "
+            "never are"
+        )
+    return scheme
+
+
+def link_scheme_problem(
+    app: str, policy: AppPolicy, rules: Iterable[CompiledRule]
+) -> str | None:
+    """Why ``app`` may not run ``rules``: links whose app scheme its config
+    does not declare (``check`` cannot know the config), or None."""
+    if policy.link_schemes is None:
+        return None
+    found = undeclared_schemes(rules, policy.link_schemes)
+    if not found:
+        return None
+    listed = "".join(f"\n  {where}" for where in found)
+    return (
+        f"apps.{app}: links use app schemes that apps.{app}.policy.link_schemes "
+        f"does not declare:{listed}\nadd them to link_schemes in "
+        f'[apps.{app}.policy] (like link_schemes = ["shop"]), or link to '
+        "https: URLs or paths"
     )
 
 

@@ -19,6 +19,8 @@ from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine
 from sessionpush.engine.policy import AppPolicy
 from sessionpush.engine.rules import CompiledLimit
+from sessionpush.errors import ConfigError
+from sessionpush.gateway.app import Settings, create_app
 from sessionpush.gateway.apps import load_gateway_config
 from sessionpush.store.base import Device, Subscription
 from sessionpush.store.sqlite import SQLiteStore
@@ -1210,6 +1212,35 @@ async def test_a_waiting_send_of_a_removed_rule_is_dropped(run: MakeEngine) -> N
         "dropped",
         "the rule is no longer in the rule set",
     )
+
+
+async def test_only_declared_app_schemes_are_sent(
+    run: MakeEngine, tmp_path: Path
+) -> None:
+    h = await run(example("app-schemes"))
+    h.engine.app_policy["default"] = policy_before("app-schemes", tmp_path)
+    peer = await h.open()
+    await h.event(peer, "cart", id="a b")
+    assert [m.link for m in h.outbox.sent] == ["shop://cart/a%20b"]
+
+
+def test_an_undeclared_app_scheme_refuses_the_start_as_documented(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = next(i for i, b in enumerate(BLOCKS) if b.marker == "app-schemes")
+    policy, shown = BLOCKS[index - 1], BLOCKS[index + 1]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rules").mkdir()
+    text = example("app-schemes").replace("shop://cart", "ftp://cart")
+    (tmp_path / "rules" / "shop.rules").write_text(text, encoding="utf-8")
+    (tmp_path / "c.toml").write_text(
+        f'[apps.shop]\nsigning_secret = "{"s" * 32}"\n'
+        'rules = ["rules/shop.rules"]\n' + policy.text
+    )
+    (tmp_path / "c.toml").chmod(0o600)
+    with pytest.raises(ConfigError) as caught:
+        create_app(Settings(rules=("rules",), config="c.toml"))
+    assert str(caught.value) + "\n" == shown.text
 
 
 # sessionpush fmt

@@ -278,3 +278,33 @@ async def test_default_quiet_hours_with_drop_record_quiet(harness: Any) -> None:
         "inside quiet hours until 2023-11-15T08:00:00Z; dropped",
     )
     assert h.outbox.sent == []
+
+
+# link schemes at send time
+
+
+async def test_a_rendered_link_with_an_undeclared_app_scheme_fails_at_send(
+    harness: Any,
+) -> None:
+    text = """
+    rule app_link { when cart push { title "c" link "shop://cart/{id}" } }
+    rule ftp_link { when cart push { title "f" link "ftp://files/{id}" } }
+    rule web_link { when cart push { title "w" link "https://shop.example/" } }
+    """
+    h = await with_policy(harness, text, AppPolicy(link_schemes=frozenset({"shop"})))
+    peer = await h.open()
+    await h.event(peer, "cart", id=7)
+    assert [m.link for m in h.outbox.sent] == ["shop://cart/7", "https://shop.example/"]
+    [failed] = await h.decisions("ftp_link")
+    assert (failed.decision, failed.reason) == (
+        "failed",
+        "the link 'ftp://files/7' is refused: "
+        "the app scheme 'ftp:' is not in the app's link_schemes",
+    )
+
+
+async def test_without_a_config_any_app_scheme_is_sent(harness: Any) -> None:
+    h = await harness('rule r { when cart push { title "f" link "ftp://files" } }')
+    peer = await h.open()
+    await h.event(peer, "cart")
+    assert [m.link for m in h.outbox.sent] == ["ftp://files"]
