@@ -163,11 +163,18 @@ class Engine:
 
     def set_rules(self, rules: RuleSet, app: str | None = None) -> None:
         """Swap the rule set (of ``app``, if given); pending timers fire under
-        the rule of that name."""
+        the rule of that name, and live sessions keep the match state of the
+        rules that kept their name and shape (:meth:`RuleSet.keep_state`)."""
         if app is None:
-            self.rules = rules
+            old, self.rules = self.rules, rules
         else:
+            old = self.rules_for(app)
             self.app_rules[app] = rules
+        now = self.clock.now()
+        for session in self._sessions.values():
+            if self.rules_for(session.app) is rules:
+                rules.keep_state(session, old, now)
+                self._arm_idle_rules(session)
 
     def rules_for(self, app: str) -> RuleSet:
         """The rule set sessions and timers of ``app`` run under."""
@@ -455,10 +462,13 @@ class Engine:
             await self._fire_idle_rules(entry)
         elif kind == "absence":
             session, rule, due, snapshot = entry.ref
-            if session.absence.get(rule.index) == due:
-                del session.absence[rule.index]
-                session.armed_bound.pop(rule.index, None)
-                await self._trigger(session, rule, snapshot, entry.due)
+            if session.absence.get(rule.name) == due:
+                del session.absence[rule.name]
+                session.armed_bound.pop(rule.name, None)
+                # A reload since the window opened kept it only for a rule of
+                # the same name and shape: that rule, as it is now, fires.
+                current = self.rules_for(session.app).by_name.get(rule.name, rule)
+                await self._trigger(session, current, snapshot, entry.due)
         else:  # pragma: no cover - every kind pushed is handled above
             raise RuntimeError(f"unknown deadline kind {kind!r}")
 
@@ -896,10 +906,13 @@ class Engine:
         for live in list(self._by_user.get((app, user), ())):
             # An open absence window has not triggered yet; the event that
             # cancels its sends closes it too, on every session of the user.
-            live.absence.pop(rule.index, None)
+            live.absence.pop(rule.name, None)
+            live.armed_bound.pop(rule.name, None)
             kept = []
             for held in live.after_end:
-                if held[0] is rule:
+                # By name: a trigger held from before a reload holds the
+                # rule object of the old rule set.
+                if held[0].name == rule.name:
                     await self._decide(
                         app,
                         rule.name,
