@@ -13,7 +13,9 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import redis
@@ -165,3 +167,71 @@ def test_timers_written_a_second_before_redis_restarts_all_fire_once(
         pushed = _wait_for(outbox, 200, 20)
 
     assert Counter(pushed) == Counter(sessions)
+
+
+OPEN_RULES = 'rule hi "Hi" {\n    when open\n    push { title "hi" }\n}\n'
+CLOSE_RULES = 'rule bye "Bye" {\n    when close\n    push { title "bye" }\n}\n'
+
+
+async def _health(port: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        answer: dict[str, Any] = (await client.get("/healthz")).json()
+    return answer
+
+
+async def _rules_put_on_one_reach_the_other(ports: list[int], outbox: Path) -> float:
+    """A socket open on ``ports[1]``, rules put on ``ports[0]``: seconds until
+    the second process serves them; then the same socket uses them."""
+    async with connect(f"ws://127.0.0.1:{ports[1]}/v1/session") as ws:
+        hello = {"type": "hello", "user": "ana", "device": {"platform": "web"}}
+        await ws.send(msgspec.json.encode(hello).decode())
+        assert msgspec.json.decode(await ws.recv())["type"] == "welcome"
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}") as c:
+            auth = {"Authorization": "Bearer s3cret-admin-key"}
+            answer = await c.put("/v1/rules", content=CLOSE_RULES, headers=auth)
+        assert answer.json() == {"version": "1", "rules": 1}
+        put_at = time.monotonic()
+        while (await _health(ports[1]))["rules_version"] != "1":
+            assert time.monotonic() - put_at < 1.0, "not loaded within a second"
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - put_at
+
+        close = {"type": "event", "name": "close", "props": {}, "seq": 1}
+        await ws.send(msgspec.json.encode(close).decode())
+        assert msgspec.json.decode(await ws.recv()) == {"type": "ack", "seq": 1}
+        deadline = time.monotonic() + 5
+        while not outbox.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    return took
+
+
+def test_rules_put_on_one_gateway_are_served_by_the_other_within_a_second(
+    tmp_path: Path, redis_with_aof: RedisServer
+) -> None:
+    rules = tmp_path / "open.rules"
+    rules.write_text(OPEN_RULES)
+    outbox = tmp_path / "outbox.jsonl"
+    served: list[Served] = []
+    try:
+        for i in range(2):
+            cwd = tmp_path / f"gateway-{i}"
+            cwd.mkdir()
+            served.append(
+                start_serve(
+                    *("--rules", str(rules), "--store", redis_with_aof.url),
+                    *("--outbox", str(outbox), "--admin-key", "s3cret-admin-key"),
+                    cwd=cwd,
+                )
+            )
+        took = asyncio.run(
+            _rules_put_on_one_reach_the_other([s.port for s in served], outbox)
+        )
+    finally:
+        for process in served:
+            process.stop()
+
+    assert took < 1.0
+    (line,) = outbox.read_bytes().splitlines()
+    push = msgspec.json.decode(line)
+    assert (push["rule"], push["user"], push["title"]) == ("bye", "ana", "bye")
