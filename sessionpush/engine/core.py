@@ -97,8 +97,8 @@ class Peer(Protocol):
 
 DecisionListener = Callable[[Decision], None]
 # A claim waiting to be settled, what to record once it is, and what to log
-# if it is not (see Engine.fire_batch).
-_Settle = tuple[Claim, Callable[[], Awaitable[None]], str]
+# (at which level) if it is not (see Engine.fire_batch).
+_Settle = tuple[Claim, Callable[[], Awaitable[None]], str, int]
 
 
 class Engine:
@@ -562,9 +562,8 @@ class Engine:
                     claimed.triggered_at,
                 )
 
-            await self._settle_then(
-                claim, settles, dropped, "timer %s settled elsewhere"
-            )
+            late = "timer %s settled elsewhere"
+            await self._settle_then(claim, settles, dropped, late, logging.INFO)
             return
         snapshot = claimed.context.get("snapshot", {})
         await self._send(
@@ -596,12 +595,12 @@ class Engine:
         finally:
             # Even when a send raised: what went out before it is settled.
             if settles:
-                done = await self.store.finish_many([c for c, _, _ in settles])
-                for (claim, decide, late), ok in zip(settles, done, strict=True):
+                done = await self.store.finish_many([s[0] for s in settles])
+                for (claim, decide, late, level), ok in zip(settles, done, strict=True):
                     if ok:
                         await decide()
                     else:
-                        log.info(late, claim.timer.timer_id)
+                        log.log(level, late, claim.timer.timer_id)
 
     async def _settle_then(
         self,
@@ -609,21 +608,22 @@ class Engine:
         settles: list[_Settle] | None,
         decide: Callable[[], Awaitable[None]],
         late: str,
+        level: int,
     ) -> None:
         """Record a decision, after settling the claim if there is one.
 
         A claimed timer decides once: the claimant fenced off here (its
         lease ran out and another process claimed the timer) records
-        nothing; ``late`` (with the timer id) is logged instead.
+        nothing; ``late`` (with the timer id) is logged at ``level``.
         """
         if claim is None:
             await decide()
         elif settles is not None:
-            settles.append((claim, decide, late))
+            settles.append((claim, decide, late, level))
         elif await self.store.finish(claim):
             await decide()
         else:
-            log.info(late, claim.timer.timer_id)
+            log.log(level, late, claim.timer.timer_id)
 
     async def _blocked(
         self,
@@ -695,7 +695,7 @@ class Engine:
                 )
 
             late = "timer %s settled elsewhere; skip refused"
-            await self._settle_then(claim, settles, decide, late)
+            await self._settle_then(claim, settles, decide, late, logging.INFO)
 
         suppressed = await self.store.suppressed_at(app, user, rule.name)
         if suppressed is not None and suppressed > triggered_at:
@@ -829,8 +829,10 @@ class Engine:
                 fields,
             )
 
+        # An operator should look: the send went out from a process whose
+        # lease had run out, so the timer may be sent twice.
         late = "timer %s was claimed again while its send went out"
-        await self._settle_then(claim, settles, decide, late)
+        await self._settle_then(claim, settles, decide, late, logging.WARNING)
 
     async def _policy_at_send(
         self,
