@@ -21,9 +21,10 @@ Durable timers are found in two ways. On a virtual clock (replay, tests)
 the engine mirrors its own timers in its deadline queue and fires them in
 order, which keeps replays deterministic. Live, it keeps no copy: a driver
 calls :func:`sessionpush.engine.timers.fire_due`, which claims due timers
-from the store with a lease, so any process may fire any timer; the claim
-is settled (:meth:`Store.finish`) just before its decision, and a claimant
-fenced off there sends nothing.
+from the store with a lease, so any process may fire any timer. A claimant
+checks its claim (:meth:`Store.holds`) just before each send and sends
+nothing once fenced off; the claims of a batch are settled together
+(:meth:`Store.finish_many`) before their decisions are recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sessionpush.engine.calendar import next_local
@@ -57,7 +58,12 @@ from sessionpush.store.base import (
     PendingTimer,
     Store,
 )
-from sessionpush.transports.base import OutboundMessage, Transport, webhook_target
+from sessionpush.transports.base import (
+    OutboundMessage,
+    RemembersSends,
+    Transport,
+    webhook_target,
+)
 
 if TYPE_CHECKING:
     from sessionpush.transports.queue import DeliveryQueue
@@ -96,6 +102,9 @@ class Peer(Protocol):
 
 
 DecisionListener = Callable[[Decision], None]
+# A claim waiting to be settled, what to record once it is, and what to log
+# (at which level) if it is not (see Engine.fire_batch).
+_Settle = tuple[Claim, Callable[[], Awaitable[None]], str, int]
 
 
 class Engine:
@@ -574,23 +583,35 @@ class Engine:
         await self.fire_claimed(claimed)
 
     async def fire_claimed(
-        self, claimed: PendingTimer, claim: Claim | None = None
+        self,
+        claimed: PendingTimer,
+        claim: Claim | None = None,
+        settles: list[_Settle] | None = None,
     ) -> None:
-        """Send a timer's message; with a ``claim``, only if it settles."""
+        """Send a timer's message; with a ``claim``, only if it settles.
+
+        Args:
+            settles: When given, the settle of ``claim`` and the decision
+                after it are appended here instead of done now; see
+                :meth:`fire_batch`.
+        """
         rule = self.rules_for(claimed.app).by_name.get(claimed.rule)
         if rule is None:
-            if claim is not None and not await self.store.finish(claim):
-                return
-            await self._decide(
-                claimed.app,
-                claimed.rule,
-                claimed.user,
-                claimed.session,
-                "dropped",
-                "the rule is no longer in the rule set",
-                "-",
-                claimed.triggered_at,
-            )
+
+            async def dropped() -> None:
+                await self._decide(
+                    claimed.app,
+                    claimed.rule,
+                    claimed.user,
+                    claimed.session,
+                    "dropped",
+                    "the rule is no longer in the rule set",
+                    "-",
+                    claimed.triggered_at,
+                )
+
+            late = "timer %s settled elsewhere"
+            await self._settle_then(claim, settles, dropped, late, logging.INFO)
             return
         snapshot = claimed.context.get("snapshot", {})
         await self._send(
@@ -601,7 +622,56 @@ class Engine:
             snapshot,
             claimed.triggered_at,
             claim,
+            settles,
         )
+
+    async def fire_batch(self, claims: Sequence[Claim]) -> None:
+        """Fire claimed timers in order, then settle them in one store call.
+
+        Each send still passes its fence (:meth:`Store.holds`) just before
+        it leaves; the settles, and the decisions that follow them, wait
+        for the end of the batch, so that settling costs one round trip
+        per batch (:meth:`Store.finish_many`) instead of one per timer. A
+        process that dies inside a batch leaves its timers to be claimed
+        again after the lease; their sends then find their idempotency
+        keys theirs already and count as resends (see :meth:`_push_out`).
+        """
+        settles: list[_Settle] = []
+        try:
+            for claim in claims:
+                await self.fire_claimed(claim.timer, claim, settles)
+        finally:
+            # Even when a send raised: what went out before it is settled.
+            if settles:
+                done = await self.store.finish_many([s[0] for s in settles])
+                for (claim, decide, late, level), ok in zip(settles, done, strict=True):
+                    if ok:
+                        await decide()
+                    else:
+                        log.log(level, late, claim.timer.timer_id)
+
+    async def _settle_then(
+        self,
+        claim: Claim | None,
+        settles: list[_Settle] | None,
+        decide: Callable[[], Awaitable[None]],
+        late: str,
+        level: int,
+    ) -> None:
+        """Record a decision, after settling the claim if there is one.
+
+        A claimed timer decides once: the claimant fenced off here (its
+        lease ran out and another process claimed the timer) records
+        nothing; ``late`` (with the timer id) is logged at ``level``.
+        """
+        if claim is None:
+            await decide()
+        elif settles is not None:
+            settles.append((claim, decide, late, level))
+        elif await self.store.finish(claim):
+            await decide()
+        else:
+            log.log(level, late, claim.timer.timer_id)
 
     async def _blocked(
         self,
@@ -654,26 +724,27 @@ class Engine:
         snapshot: dict[str, Any],
         triggered_at: float,
         claim: Claim | None = None,
+        settles: list[_Settle] | None = None,
     ) -> None:
         now = self.clock.now()
         action, variant = choose_action(rule, user)
         channel = action.channel
 
-        async def settled() -> bool:
-            # A claimed timer decides once: the claimant fenced off here
-            # (its lease ran out and another process claimed the timer)
-            # records nothing and sends nothing.
-            if claim is None or await self.store.finish(claim):
-                return True
-            log.info("timer %s settled elsewhere; skip refused", claim.timer.timer_id)
-            return False
-
         async def skip(decision: str, reason: str) -> None:
-            if not await settled():
-                return
-            await self._decide(
-                app, rule.name, user, session, decision, reason, channel, triggered_at
-            )
+            async def decide() -> None:
+                await self._decide(
+                    app,
+                    rule.name,
+                    user,
+                    session,
+                    decision,
+                    reason,
+                    channel,
+                    triggered_at,
+                )
+
+            late = "timer %s settled elsewhere; skip refused"
+            await self._settle_then(claim, settles, decide, late, logging.INFO)
 
         suppressed = await self.store.suppressed_at(app, user, rule.name)
         if suppressed is not None and suppressed > triggered_at:
@@ -790,24 +861,27 @@ class Engine:
                 f"delivered to {delivered} of {len(peers)} sockets",
             )
         else:
-            ok, detail = await self._push_out(message, targets, triggered_at)
-        if claim is not None and not await self.store.finish(claim):
-            log.warning(
-                "timer %s was claimed again while its send went out",
-                claim.timer.timer_id,
+            ok, detail = await self._push_out(
+                message, targets, triggered_at, claimed=claim is not None
             )
-            return
-        await self._decide(
-            app,
-            rule.name,
-            user,
-            session,
-            "sent" if ok else "failed",
-            detail,
-            channel,
-            triggered_at,
-            fields,
-        )
+
+        async def decide() -> None:
+            await self._decide(
+                app,
+                rule.name,
+                user,
+                session,
+                "sent" if ok else "failed",
+                detail,
+                channel,
+                triggered_at,
+                fields,
+            )
+
+        # An operator should look: the send went out from a process whose
+        # lease had run out, so the timer may be sent twice.
+        late = "timer %s was claimed again while its send went out"
+        await self._settle_then(claim, settles, decide, late, logging.WARNING)
 
     async def _policy_at_send(
         self,
@@ -855,16 +929,35 @@ class Engine:
         return None
 
     async def _push_out(
-        self, message: OutboundMessage, targets: list[Any], triggered_at: float
+        self,
+        message: OutboundMessage,
+        targets: list[Any],
+        triggered_at: float,
+        *,
+        claimed: bool = False,
     ) -> tuple[bool, str]:
-        """Send to every target; the reason names who took it or why not."""
-        if targets and self.delivery is not None:
-            from sessionpush.transports.queue import idempotency_key
+        """Send to every target; the reason names who took it or why not.
 
-            key = idempotency_key(
-                message.app, message.user, message.rule, message.session, triggered_at
-            )
+        A claimed timer's send claims the trigger's idempotency key first,
+        in the delivery queue or here. Found claimed by the same message
+        id (the timer id), it is the resend of a timer whose claimant died
+        between that claim and the settle: it may or may not have gone
+        out, so it goes again, except to a transport that remembers it
+        (the outbox). At-least-once claiming, effectively-once delivery.
+        """
+        from sessionpush.transports.queue import idempotency_key
+
+        key = idempotency_key(
+            message.app, message.user, message.rule, message.session, triggered_at
+        )
+        if targets and self.delivery is not None:
             return await self.delivery.submit(message, targets, key)
+        resend = False
+        if claimed:
+            owner = await self.store.claim_send(key, message.id, message.at)
+            if owner is not None and owner != message.id:
+                return False, f"duplicate trigger: message {owner} was already sent"
+            resend = owner is not None
         if not targets:
             assert self.fallback is not None
             pairs = [(self.fallback, None)]
@@ -872,6 +965,13 @@ class Engine:
             pairs = [(self.transports[s.channel], s) for s in targets]
         took, refused = [], []
         for transport, subscription in pairs:
+            if (
+                resend
+                and isinstance(transport, RemembersSends)
+                and transport.has_sent(message.id)
+            ):
+                took.append(f"{transport.name} (before a crash)")
+                continue
             result = await transport.send(message, subscription)
             if result.ok:
                 took.append(transport.name)

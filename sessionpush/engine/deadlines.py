@@ -1,16 +1,22 @@
 """In-memory deadlines: grace periods, idle timeouts, absence windows, waits.
 
-A binary heap ordered by (due, sequence). Cancelling marks the entry dead
-instead of searching the heap for it (O(1)); dead entries are dropped when
-they reach the top. The sequence number makes the order total, so that two
-deadlines due at the same instant always fire in the order they were set:
-replays depend on that to be deterministic.
+Deadlines wait in buckets of one second (``int(due)``), each a plain list in
+the order the deadlines were set, as ``performance-notes.md`` measured: a
+deadline costs one small object and one list slot, about half a binary
+heap's tuple, sequence number and entry. Only the earliest bucket is
+ordered, when it becomes current: its entries go into a heap by
+(due, place in the bucket). The place in the bucket is the order the
+deadlines were set, so two deadlines due at the same instant always fire
+in that order: replays depend on it to be deterministic.
+
+Cancelling marks the entry dead instead of searching for it (O(1)); dead
+entries are dropped when their bucket becomes current or when they reach
+the top of its heap.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 from typing import Any
 
 __all__ = ["Deadline", "DeadlineQueue"]
@@ -19,11 +25,10 @@ __all__ = ["Deadline", "DeadlineQueue"]
 class Deadline:
     """One entry of the queue; ``kind`` and ``ref`` say what to do when due."""
 
-    __slots__ = ("alive", "due", "kind", "ref", "seq")
+    __slots__ = ("alive", "due", "kind", "ref")
 
-    def __init__(self, due: float, seq: int, kind: str, ref: Any) -> None:
+    def __init__(self, due: float, kind: str, ref: Any) -> None:
         self.due = due
-        self.seq = seq
         self.kind = kind
         self.ref = ref
         self.alive = True
@@ -33,13 +38,20 @@ class Deadline:
 
 
 class DeadlineQueue:
-    """Deadlines in due order; see the module docstring."""
+    """Deadlines in (due, order set) order; see the module docstring."""
 
     def __init__(self) -> None:
-        # (due, seq, entry) tuples: tuples compare in C, an entry's own
-        # __lt__ would be a Python call per comparison.
-        self._heap: list[tuple[float, int, Deadline]] = []
-        self._seq = itertools.count()
+        # Buckets after the current one, by int(due), and a heap of their
+        # keys. int() truncates towards zero, which still never puts a
+        # later due in an earlier bucket.
+        self._buckets: dict[int, list[Deadline]] = {}
+        self._keys: list[int] = []
+        # The current bucket, and every deadline set later with a key up
+        # to its key: (due, place, entry), places counting on from the
+        # bucket's length so that they keep the order deadlines were set.
+        self._current: list[tuple[float, int, Deadline]] = []
+        self._current_key: int | None = None
+        self._place = 0
         self._alive = 0
 
     def __len__(self) -> int:
@@ -47,9 +59,27 @@ class DeadlineQueue:
         return self._alive
 
     def push(self, due: float, kind: str, ref: Any) -> Deadline:
-        seq = next(self._seq)
-        entry = Deadline(due, seq, kind, ref)
-        heapq.heappush(self._heap, (due, seq, entry))
+        """Set a deadline at ``due`` (seconds, finite).
+
+        Raises:
+            ValueError: ``due`` is infinite or not a number.
+        """
+        entry = Deadline(due, kind, ref)
+        try:
+            key = int(due)
+        except (OverflowError, ValueError):
+            raise ValueError(f"a deadline must be a finite time, not {due!r}") from None
+        current = self._current_key
+        if current is not None and key <= current:
+            heapq.heappush(self._current, (due, self._place, entry))
+            self._place += 1
+        else:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                self._buckets[key] = [entry]
+                heapq.heappush(self._keys, key)
+            else:
+                bucket.append(entry)
         self._alive += 1
         return entry
 
@@ -58,19 +88,37 @@ class DeadlineQueue:
             entry.alive = False
             self._alive -= 1
 
+    def _head(self) -> tuple[float, int, Deadline] | None:
+        """The earliest live deadline, making the next bucket current when
+        the current one has none left."""
+        current = self._current
+        while True:
+            while current and not current[0][2].alive:
+                heapq.heappop(current)
+            if current:
+                return current[0]
+            if not self._keys:
+                self._current_key = None
+                return None
+            key = heapq.heappop(self._keys)
+            bucket = self._buckets.pop(key)
+            current[:] = [(e.due, i, e) for i, e in enumerate(bucket) if e.alive]
+            heapq.heapify(current)
+            self._current_key = key
+            self._place = len(bucket)
+
     def peek_due(self) -> float | None:
         """The due time of the earliest live deadline, or None."""
-        heap = self._heap
-        while heap and not heap[0][2].alive:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        head = self._head()
+        return None if head is None else head[0]
 
     def pop_due(self, now: float) -> Deadline | None:
         """Remove and return the earliest live deadline due at or before now."""
-        due = self.peek_due()
-        if due is None or due > now:
+        head = self._head()
+        if head is None or head[0] > now:
             return None
-        entry = heapq.heappop(self._heap)[2]
+        heapq.heappop(self._current)
+        entry = head[2]
         entry.alive = False
         self._alive -= 1
         return entry

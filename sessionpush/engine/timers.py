@@ -1,10 +1,12 @@
 """Live durable timers: claim what is due from the store and fire it.
 
 Any process may fire any due timer. :func:`fire_due` claims a batch under a
-lease and fires each claim through the engine, which settles it with the
-store just before its decision: a process that dies holding claims leaves
-them to be claimed again once the lease runs out (at-least-once claim), and
-the settle step lets one claimant through (effectively-once send).
+lease and fires it through the engine, which settles the whole batch with
+the store in one call before recording its decisions: a process that dies
+holding claims leaves them to be claimed again once the lease runs out
+(at-least-once claim), and the fence before each send, the settle step
+and the idempotency key of each send let one claimant through
+(effectively-once send).
 
 No loop and no sleep here: the gateway calls :func:`fire_due` on its poll
 interval, as the engine reads no clock and sleeps nowhere.
@@ -44,8 +46,7 @@ async def fire_due(
     # order, as on a virtual clock: the first send takes a global cap's
     # last slot, and ``priority`` says which rule that should be.
     claims.sort(key=lambda claim: _order(engine, claim.timer))
-    for claim in claims:
-        await engine.fire_claimed(claim.timer, claim)
+    await engine.fire_batch(claims)
     if claims:
         log.debug("fired %d claimed timers", len(claims))
     return len(claims)

@@ -381,6 +381,10 @@ class Store(Protocol):
         cancelled, settled already, or claimed again with a newer token.
         """
 
+    async def finish_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """:meth:`finish` each claim, in order, in as few round trips as the
+        store allows; one answer per claim, as :meth:`finish` would give."""
+
     # rule sets
 
     async def save_rules(self, source: str, now: float) -> int:

@@ -628,6 +628,33 @@ class RedisStore:
         )
         return bool(done)
 
+    async def finish_many(self, claims: Sequence[Claim]) -> list[bool]:
+        """Settle each claim as :meth:`finish` would: one ``FINISH_MANY``
+        script per timer shard, all shards in one pipelined round trip."""
+        by_shard: dict[str, tuple[TimerQueue, list[int]]] = {}
+        for index, claim in enumerate(claims):
+            queue = self._queue(claim.timer.app, claim.timer.user)
+            by_shard.setdefault(queue.due, (queue, []))[1].append(index)
+        pipe = self._redis().pipeline(transaction=False)
+        with self._errors("finish timers"):
+            for queue, indexes in by_shard.values():
+                keys = [queue.due, queue.data, queue.tokens, queue.seqs]
+                args: list[Any] = [_SENT_TTL]
+                for index in indexes:
+                    timer = claims[index].timer
+                    keys += [
+                        queue.sent(timer.timer_id),
+                        queue.by_rule(timer.app, timer.user, timer.rule),
+                    ]
+                    args += [timer.timer_id, str(claims[index].token)]
+                await self._scripts["FINISH_MANY"](keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        done = [False] * len(claims)
+        for (_, indexes), reply in zip(by_shard.values(), replies, strict=True):
+            for index, answer in zip(indexes, reply, strict=True):
+                done[index] = bool(answer)
+        return done
+
     # rule sets
 
     async def save_rules(self, source: str, now: float) -> int:

@@ -25,6 +25,7 @@ __all__ = [
     "ERASE_KEYS",
     "ERASE_TIMERS",
     "FINISH",
+    "FINISH_MANY",
     "MARK_SUPPRESSED",
     "REMOVE_SUBSCRIPTION",
     "SAVE_RULES",
@@ -120,6 +121,32 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
+"""
+
+# KEYS: due, data, tokens, seqs, then per timer: sent, by_rule
+# ARGV: idempotency TTL in seconds, then per timer: id, token
+# FINISH for each timer of one shard in turn, in one call; returns one 1 or
+# 0 per timer. A timer listed twice settles once, as two FINISH calls would.
+FINISH_MANY = """
+local out = {}
+for i = 1, (#KEYS - 4) / 2 do
+  local id = ARGV[2 * i]
+  local sent = KEYS[3 + 2 * i]
+  local current = redis.call('HGET', KEYS[3], id)
+  if current and current == ARGV[2 * i + 1]
+      and redis.call('EXISTS', sent) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[4 + 2 * i], id)
+    redis.call('SET', sent, current, 'EX', tonumber(ARGV[1]))
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
 """
 
 # KEYS: one zset per cap, member -> time counted

@@ -14,7 +14,7 @@ message and the subscription; the transport itself changes no state.
 from __future__ import annotations
 
 import enum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -23,6 +23,7 @@ from sessionpush.store.base import Subscription
 __all__ = [
     "DeliveryResult",
     "OutboundMessage",
+    "RemembersSends",
     "Transport",
     "Verdict",
     "webhook_target",
@@ -118,6 +119,14 @@ class Transport(Protocol):
     ) -> DeliveryResult: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class RemembersSends(Protocol):
+    """A transport that can tell whether it took a message already (the
+    outbox, by reading its file); asked only when a timer is sent again."""
+
+    def has_sent(self, message_id: str) -> bool: ...
 
 
 def webhook_target(app: str, user: str, name: str) -> Subscription:

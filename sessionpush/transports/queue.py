@@ -7,10 +7,11 @@ request has a timeout. A retry waits *outside* the semaphore, so a
 rate-limited message does not occupy a slot while it sleeps.
 
 An idempotency key per (rule, user, trigger) is claimed in the store
-before anything is sent, so a trigger fired twice (a retried timer, a
-restart between claim and record) hands one message to the providers. A
-retry resends the same message: same id, same collapse key and topic, so a
-device shows it once.
+before anything is sent, so a trigger fired twice hands one message to the
+providers. The one exception is the same message claiming it again: a
+timer whose claimant died before settling it, sent again with the same id.
+A retry resends the same message: same id, same collapse key and topic, so
+a device shows it once.
 
 Answers change state here and only here: GONE deletes the subscription if
 its endpoint or token is still the one that failed; DISABLE disables a
@@ -99,8 +100,11 @@ class DeliveryQueue:
         is queued), else ``(True, what was queued)``.
         """
         owner = await self.store.claim_send(key, message.id, self.clock.now())
-        if owner is not None:
+        if owner is not None and owner != message.id:
             return False, f"duplicate trigger: message {owner} was already sent"
+        # The same id again is a timer sent again after its claimant died
+        # before settling: its deliveries may never have started, so they
+        # go again, with the id providers and devices deduplicate by.
         await self.store.record_message(
             SentMessage(
                 id=message.id,
@@ -122,7 +126,8 @@ class DeliveryQueue:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         names = ", ".join(f"{t.channel}:{t.device_id}" for t in targets)
-        return True, f"queued to {names}"
+        again = "" if owner is None else " again"
+        return True, f"queued{again} to {names}"
 
     async def join(self) -> None:
         """Wait until every queued delivery has finished (tests, shutdown)."""

@@ -1,5 +1,9 @@
 """Several real gateway processes on one real Redis behave as one: every
-post-session timer fires exactly once, whatever dies on the way."""
+post-session timer fires exactly once, whatever dies on the way.
+
+The gateways of a test share one outbox file, as processes of one host
+may: a timer sent again after its claimant was killed finds the line the
+dead process wrote there, so each timer shows up as exactly one line."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import redis
@@ -55,52 +61,45 @@ async def _drive(ports: list[int], count: int) -> list[str]:
     return await asyncio.gather(*(one(i) for i in range(count)))
 
 
-def _pushes(outboxes: list[Path]) -> list[tuple[str, str]]:
-    """(session, idempotency key) of every push in every outbox."""
-    found = []
-    for outbox in outboxes:
-        if outbox.exists():
-            for line in outbox.read_bytes().splitlines():
-                push = msgspec.json.decode(line)
-                found.append((push["session"], push["id"]))
-    return found
+def _pushed(outbox: Path) -> list[str]:
+    """The session of every line of the outbox, repeats included."""
+    if not outbox.exists():
+        return []
+    return [
+        msgspec.json.decode(line)["session"]
+        for line in outbox.read_bytes().splitlines()
+    ]
 
 
-def _pushed(outboxes: list[Path]) -> list[str]:
-    """One entry per distinct message: lines that repeat an idempotency key
-    are one message to the provider (a crash between send and settle)."""
-    return [session for session, _ in set(_pushes(outboxes))]
-
-
-def _wait_until_written(port: int, outboxes: list[Path], count: int) -> None:
+def _wait_until_written(port: int, outbox: Path, count: int) -> None:
     """Until every timer is in Redis or out: a gateway closes the socket of an
     ended session before its timer is written, so a client's view lags."""
     deadline = time.monotonic() + 15
     with redis.Redis(port=port) as client:
         while time.monotonic() < deadline:
             pending = sum(client.hlen(f"sp:{{t:{n}}}:data") for n in range(8))
-            if pending + len(_pushed(outboxes)) >= count:
+            if pending + len(_pushed(outbox)) >= count:
                 return
             time.sleep(0.01)
     raise AssertionError(f"the gateways did not write {count} timers in time")
 
 
-def _wait_for(outboxes: list[Path], count: int, seconds: float) -> list[str]:
+def _wait_for(outbox: Path, count: int, seconds: float) -> list[str]:
     deadline = time.monotonic() + seconds
-    while len(set(_pushed(outboxes))) < count and time.monotonic() < deadline:
+    while len(set(_pushed(outbox))) < count and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # a duplicate would show up now
-    return _pushed(outboxes)
+    return _pushed(outbox)
 
 
 @contextlib.contextmanager
 def _gateways(
     tmp_path: Path, redis_url: str, count: int, wait: str
-) -> Iterator[tuple[list[Served], list[Path]]]:
+) -> Iterator[tuple[list[Served], Path]]:
     rules = tmp_path / "shop.rules"
     rules.write_text(RULES.replace("WAIT", wait))
     served: list[Served] = []
-    outboxes = [tmp_path / f"outbox-{i}.jsonl" for i in range(count)]
+    outbox = tmp_path / "outbox.jsonl"
     try:
         for i in range(count):
             cwd = tmp_path / f"gateway-{i}"
@@ -108,12 +107,12 @@ def _gateways(
             served.append(
                 start_serve(
                     *("--rules", str(rules), "--store", redis_url),
-                    *("--outbox", str(outboxes[i]), "--grace", "0.2"),
+                    *("--outbox", str(outbox), "--grace", "0.2"),
                     *("--timer-lease", "2"),
                     cwd=cwd,
                 )
             )
-        yield served, outboxes
+        yield served, outbox
     finally:
         for process in served:
             process.stop()
@@ -133,22 +132,22 @@ def redis_with_aof(tmp_path: Path) -> Iterator[RedisServer]:
 def test_a_thousand_timers_fire_once_each_though_one_of_three_gateways_is_killed(
     tmp_path: Path, redis_with_aof: RedisServer
 ) -> None:
-    with _gateways(tmp_path, redis_with_aof.url, 3, "2s") as (served, outboxes):
+    with _gateways(tmp_path, redis_with_aof.url, 3, "2s") as (served, outbox):
         sessions = asyncio.run(_drive([s.port for s in served], 1000))
-        _wait_until_written(redis_with_aof.port, outboxes, 1000)
+        _wait_until_written(redis_with_aof.port, outbox, 1000)
         deadline = time.monotonic() + 15
-        while not _pushed(outboxes) and time.monotonic() < deadline:
+        while not _pushed(outbox) and time.monotonic() < deadline:
             time.sleep(0.01)
         served[0].kill()  # mid-way: it may hold claimed, unsent timers
-        fired_before_kill = len(_pushed(outboxes))
+        fired_before_kill = len(_pushed(outbox))
 
-        pushed = _wait_for(outboxes, 1000, 30)
+        pushed = _wait_for(outbox, 1000, 30)
         with redis.Redis(port=redis_with_aof.port) as client:
             settled = len(client.keys("sp:{t:*}:sent:*"))
 
     assert 0 < fired_before_kill < 1000
     assert settled == 1000
-    # every timer, exactly once (effectively: one idempotency key each)
+    # every timer, exactly one line: none lost, none written twice
     assert Counter(pushed) == Counter(sessions)
     assert len(set(sessions)) == 1000
 
@@ -156,15 +155,83 @@ def test_a_thousand_timers_fire_once_each_though_one_of_three_gateways_is_killed
 def test_timers_written_a_second_before_redis_restarts_all_fire_once(
     tmp_path: Path, redis_with_aof: RedisServer
 ) -> None:
-    with _gateways(tmp_path, redis_with_aof.url, 2, "3s") as (served, outboxes):
+    with _gateways(tmp_path, redis_with_aof.url, 2, "3s") as (served, outbox):
         sessions = asyncio.run(_drive([s.port for s in served], 200))
-        _wait_until_written(redis_with_aof.port, outboxes, 200)
+        _wait_until_written(redis_with_aof.port, outbox, 200)
         time.sleep(1.1)  # the append-only file is fsynced every second
-        assert _pushed(outboxes) == []  # still pending when Redis goes down
+        assert _pushed(outbox) == []  # still pending when Redis goes down
 
         redis_with_aof.kill()
         redis_with_aof.start()  # same port, same directory: replays the AOF
 
-        pushed = _wait_for(outboxes, 200, 20)
+        pushed = _wait_for(outbox, 200, 20)
 
     assert Counter(pushed) == Counter(sessions)
+
+
+OPEN_RULES = 'rule hi "Hi" {\n    when open\n    push { title "hi" }\n}\n'
+CLOSE_RULES = 'rule bye "Bye" {\n    when close\n    push { title "bye" }\n}\n'
+
+
+async def _health(port: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        answer: dict[str, Any] = (await client.get("/healthz")).json()
+    return answer
+
+
+async def _rules_put_on_one_reach_the_other(ports: list[int], outbox: Path) -> float:
+    """A socket open on ``ports[1]``, rules put on ``ports[0]``: seconds until
+    the second process serves them; then the same socket uses them."""
+    async with connect(f"ws://127.0.0.1:{ports[1]}/v1/session") as ws:
+        hello = {"type": "hello", "user": "ana", "device": {"platform": "web"}}
+        await ws.send(msgspec.json.encode(hello).decode())
+        assert msgspec.json.decode(await ws.recv())["type"] == "welcome"
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}") as c:
+            auth = {"Authorization": "Bearer s3cret-admin-key"}
+            answer = await c.put("/v1/rules", content=CLOSE_RULES, headers=auth)
+        assert answer.json() == {"version": "1", "rules": 1}
+        put_at = time.monotonic()
+        while (await _health(ports[1]))["rules_version"] != "1":
+            assert time.monotonic() - put_at < 1.0, "not loaded within a second"
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - put_at
+
+        close = {"type": "event", "name": "close", "props": {}, "seq": 1}
+        await ws.send(msgspec.json.encode(close).decode())
+        assert msgspec.json.decode(await ws.recv()) == {"type": "ack", "seq": 1}
+        deadline = time.monotonic() + 5
+        while not outbox.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    return took
+
+
+def test_rules_put_on_one_gateway_are_served_by_the_other_within_a_second(
+    tmp_path: Path, redis_with_aof: RedisServer
+) -> None:
+    rules = tmp_path / "open.rules"
+    rules.write_text(OPEN_RULES)
+    outbox = tmp_path / "outbox.jsonl"
+    served: list[Served] = []
+    try:
+        for i in range(2):
+            cwd = tmp_path / f"gateway-{i}"
+            cwd.mkdir()
+            served.append(
+                start_serve(
+                    *("--rules", str(rules), "--store", redis_with_aof.url),
+                    *("--outbox", str(outbox), "--admin-key", "s3cret-admin-key"),
+                    cwd=cwd,
+                )
+            )
+        took = asyncio.run(
+            _rules_put_on_one_reach_the_other([s.port for s in served], outbox)
+        )
+    finally:
+        for process in served:
+            process.stop()
+
+    assert took < 1.0
+    (line,) = outbox.read_bytes().splitlines()
+    push = msgspec.json.decode(line)
+    assert (push["rule"], push["user"], push["title"]) == ("bye", "ana", "bye")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionpush.engine.deadlines import DeadlineQueue
@@ -52,3 +53,52 @@ def test_the_queue_pops_exactly_the_live_due_entries_in_order(
         popped.append((int(entry.due), entry.ref))
     assert popped == sorted(expected)
     assert len(queue) == sum(1 for due, cancel in entries if not cancel and due > now)
+
+
+# Steps of a random workload: push a deadline (due in quarter seconds, so
+# that many share a one-second bucket, and some are negative), cancel the
+# n-th entry pushed so far (fired or not), or pop what is due at a time.
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("push"), st.integers(-4, 16)),
+        st.tuples(st.just("cancel"), st.integers(0, 60)),
+        st.tuples(st.just("pop"), st.integers(-4, 16)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=400)
+@given(steps)
+def test_any_mix_of_pushes_cancels_and_pops_fires_in_due_then_set_order(
+    workload: list[tuple[str, int]],
+) -> None:
+    queue = DeadlineQueue()
+    entries = []
+    # The model: live (due, order set) pairs; a plain sort is the spec.
+    live: set[tuple[float, int]] = set()
+    for step, value in workload:
+        if step == "push":
+            due = value / 4
+            entries.append(queue.push(due, "k", len(entries)))
+            live.add((due, len(entries) - 1))
+        elif step == "cancel" and value < len(entries):
+            queue.cancel(entries[value])
+            live.discard((entries[value].due, value))
+        elif step == "pop":
+            now = value / 4
+            popped = []
+            while (entry := queue.pop_due(now)) is not None:
+                popped.append((entry.due, entry.ref))
+            expected = sorted(pair for pair in live if pair[0] <= now)
+            assert popped == expected
+            live -= set(expected)
+        assert len(queue) == len(live)
+        assert queue.peek_due() == (min(live)[0] if live else None)
+
+
+def test_an_infinite_due_time_is_refused_with_the_value() -> None:
+    queue = DeadlineQueue()
+    with pytest.raises(ValueError, match="a deadline must be a finite time, not inf"):
+        queue.push(float("inf"), "k", None)
+    assert len(queue) == 0

@@ -121,11 +121,13 @@ def reference(sessions: list[list[Event]]) -> list[tuple[str, str, int, int]]:
         purchases = [
             t for t, name, _ in everything if name == "purchase" and end <= t < due
         ]
-        if any(end - CAP < s <= end for s in sends):
+        # The window reaches back D inclusive, as for hello above: a send
+        # exactly one hour before still counts.
+        if any(end - CAP <= s <= end for s in sends):
             out.append(("recover", "capped", end, end))
         elif purchases:
             out.append(("recover", "suppressed", end, purchases[0]))
-        elif any(due - CAP < s <= due for s in sends):
+        elif any(due - CAP <= s <= due for s in sends):
             out.append(("recover", "capped", end, due))
         else:
             sends.append(due)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import msgspec
 import pytest
 import redis
 
 from sessionpush.engine.clock import WallClock
 from sessionpush.engine.core import Engine
 from sessionpush.engine.timers import fire_due
-from sessionpush.store.base import Device
+from sessionpush.store.base import Claim, Device
 from sessionpush.store.redis import RedisStore
+from sessionpush.transports.outbox import Outbox
 from tests.engine.conftest import Peer, RecordingTransport
 from tests.redis_server import RedisServer
 from tests.rulesets import ruleset_from_text
@@ -114,3 +117,88 @@ async def test_a_timer_cancelled_by_an_unless_event_is_gone_for_every_process(
     assert await fire_due(engines[0]) == 0
     assert await fire_due(engines[1]) == 0
     assert outs[0].sent == outs[1].sent == []
+
+
+class _Killed(Exception):
+    """Stands for SIGKILL at one step of a send: nothing after it runs."""
+
+
+class _DiesBeforeSettling(RedisStore):
+    """A process killed after its send went out, before the settle."""
+
+    async def finish(self, claim: Claim) -> bool:
+        raise _Killed
+
+
+class _DiesAfterClaimingTheKey(RedisStore):
+    """A process killed once the idempotency key was its, before the write."""
+
+    async def claim_send(self, key: str, message_id: str, at: float) -> str | None:
+        await super().claim_send(key, message_id, at)
+        raise _Killed
+
+
+async def _killed_mid_send(
+    store: RedisStore, url: str, outbox: Outbox
+) -> tuple[Engine, str]:
+    """A process on ``store`` claims one due timer with a 0.2 s lease and
+    dies mid-send; a second process on ``url`` sharing ``outbox`` is returned
+    with the timer id, once the lease ran out."""
+    await store.open()
+    alive = RedisStore(url)
+    await alive.open()
+    engines = [
+        Engine(ruleset_from_text(WAITING), s, WallClock(), fallback=outbox)
+        for s in (store, alive)
+    ]
+    peer = Peer()
+    await engines[0].open(peer, Device(app="shop", user="di", device_id="web"))
+    await engines[0].event(peer, "cart", {})
+    await asyncio.sleep(1.1)
+    (claim,) = await store.claim_due(time.time(), 10, 0.2)
+    with pytest.raises(_Killed):
+        await engines[0].fire_claimed(claim.timer, claim)
+    await asyncio.sleep(0.3)
+    return engines[1], claim.timer.timer_id
+
+
+async def test_a_timer_whose_claimant_died_after_writing_is_not_written_again(
+    stores: list[RedisStore], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    outbox = Outbox(tmp_path / "outbox.jsonl")
+    dying = _DiesBeforeSettling(redis_server.url)
+    alive, timer_id = await _killed_mid_send(dying, redis_server.url, outbox)
+    assert outbox.has_sent(timer_id)
+
+    assert await fire_due(alive) == 1
+
+    lines = (tmp_path / "outbox.jsonl").read_bytes().splitlines()
+    assert [msgspec.json.decode(line)["id"] for line in lines] == [timer_id]
+    (decision,) = await stores[0].decisions()
+    assert (decision.decision, decision.reason) == (
+        "sent",
+        "delivered by outbox (before a crash)",
+    )
+    assert await stores[0].pending_timers() == []
+    await dying.close()
+    await alive.store.close()
+    await outbox.close()
+
+
+async def test_a_timer_whose_claimant_died_before_writing_is_written_once(
+    stores: list[RedisStore], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    outbox = Outbox(tmp_path / "outbox.jsonl")
+    dying = _DiesAfterClaimingTheKey(redis_server.url)
+    alive, timer_id = await _killed_mid_send(dying, redis_server.url, outbox)
+    assert not outbox.has_sent(timer_id)
+
+    assert await fire_due(alive) == 1
+
+    lines = (tmp_path / "outbox.jsonl").read_bytes().splitlines()
+    assert [msgspec.json.decode(line)["id"] for line in lines] == [timer_id]
+    (decision,) = await stores[0].decisions()
+    assert (decision.decision, decision.reason) == ("sent", "delivered by outbox")
+    await dying.close()
+    await alive.store.close()
+    await outbox.close()

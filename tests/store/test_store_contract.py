@@ -497,6 +497,40 @@ async def test_finish_settles_a_claimed_timer_once(store: Store) -> None:
     assert await store.claim_due(now + 60, 10, 30.0) == []
 
 
+async def test_finish_many_settles_each_claim_once_and_answers_in_order(
+    store: Store,
+) -> None:
+    now = time.time()
+    for i, user in enumerate(["ana", "bo", "cy", "di"]):
+        await store.add_timer(timer(f"t{i}", user=user, due=now - 1))
+    claims = await store.claim_due(now, 10, 30.0)
+    by_id = {c.timer.timer_id: c for c in claims}
+    await store.cancel_timers("shop", "cy", "cart", now)
+
+    answers = await store.finish_many(
+        [by_id["t1"], by_id["t0"], by_id["t2"], by_id["t1"], by_id["t3"]]
+    )
+
+    assert answers == [True, True, False, False, True]
+    assert await store.pending_timers() == []
+    assert await store.finish_many([]) == []
+
+
+async def test_finish_many_fences_off_a_claim_whose_lease_was_taken_over(
+    store: Store,
+) -> None:
+    await store.add_timer(timer("t1", due=time.time() - 1))
+    await store.add_timer(timer("t2", user="bo", due=time.time() - 1))
+    stale = await store.claim_due(time.time(), 10, 0.2)
+
+    await asyncio.sleep(0.3)
+    fresh = {c.timer.timer_id: c for c in await store.claim_due(time.time(), 1, 30)}
+
+    answers = await store.finish_many(stale)
+    assert answers == [c.timer.timer_id not in fresh for c in stale]
+    assert await store.finish_many(list(fresh.values())) == [True] * len(fresh)
+
+
 async def test_a_timer_whose_lease_ran_out_is_claimed_again_with_a_newer_token(
     store: Store,
 ) -> None:
