@@ -11,6 +11,8 @@ Routes:
   process sharing the store loads it (``gateway.rules_admin``).
 - ``DELETE /v1/users/{user}?app=APP`` (admin key): erase a user (see
   :mod:`sessionpush.gateway.erasure`).
+- The web SDK at ``/sdk/sessionpush.js`` and its service worker at
+  ``/sdk/sw.js``, and the worker's open reports (``gateway.sdk_files``).
 - ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
   clock on until no timer is pending and return every decision as JSON
   lines, so that ``replay --via`` can compare a gateway run with an
@@ -44,6 +46,7 @@ from sessionpush.gateway.erasure import erasure_routes
 from sessionpush.gateway.guard import Guard
 from sessionpush.gateway.push_api import push_routes
 from sessionpush.gateway.rules_admin import follow_rules, load_saved, put_rules
+from sessionpush.gateway.sdk_files import sdk_routes
 from sessionpush.gateway.shutdown import close_gateway
 from sessionpush.replay.decisions import decision_record
 from sessionpush.store import open_store
@@ -244,6 +247,7 @@ def create_app(settings: Settings) -> Starlette:
         *push_routes(lambda: state["engine"], keys, allow_loopback),
         Route("/v1/rules", rules_put, methods=["PUT"]),
         *erasure_routes(lambda: state["engine"], keys, gateway),
+        *sdk_routes(lambda: state["engine"]),
     ]
     if clock.virtual:
         routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))
