@@ -26,7 +26,11 @@ __all__ = ["push_service"]  # the fixture, imported for these tests
 CART = """
 rule cart_push {
     when cart
-    push { title "Still thinking about it?" body "Checkout takes one tap." link "/cart" }
+    push {
+        title "Still thinking about it?"
+        body "Checkout takes one tap."
+        link "/cart"
+    }
 }
 """
 
