@@ -98,9 +98,10 @@ async def registration_id(browser: BrowserContext, page: Page, scope: str) -> st
 
     def versions(params: dict[str, Any]) -> None:
         for version in params["versions"]:
-            settled = version["status"] == "activated" and version[
-                "runningStatus"
-            ] in ("running", "stopped")
+            settled = version["status"] == "activated" and version["runningStatus"] in (
+                "running",
+                "stopped",
+            )
             (steady.add if settled else steady.discard)(version["registrationId"])
 
     cdp.on("ServiceWorker.workerRegistrationUpdated", registrations)
