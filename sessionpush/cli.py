@@ -1,4 +1,5 @@
-"""The ``sessionpush`` command: serve, check, fmt, replay, keys, token.
+"""The ``sessionpush`` command: serve, check, fmt, replay, report, explain,
+keys, token.
 
 Each subcommand is a thin adapter: it parses options, configures logging
 (libraries attach no handlers; this is the one place that does) and calls
@@ -16,11 +17,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import msgspec
 
 from sessionpush import __version__
 from sessionpush.errors import SessionpushError
+
+if TYPE_CHECKING:
+    from sessionpush.engine.rules import RuleSet
+    from sessionpush.report.outcomes import Report
+    from sessionpush.store.base import Store
 
 __all__ = ["main"]
 
@@ -29,12 +36,10 @@ log = logging.getLogger("sessionpush.cli")
 DEFAULT_RULES = "examples/rules"
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, fmt: str) -> None:
+    from sessionpush.logs import configure
+
+    configure(level, fmt)
 
 
 def _port(text: str) -> int:
@@ -63,6 +68,42 @@ def _seconds(text: str) -> float:
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> float:
+    unit = _UNITS.get(text[-1:])
+    if unit is not None and text[:-1].replace(".", "", 1).isdigit():
+        import time
+
+        return time.time() - float(text[:-1]) * unit
+    from sessionpush.engine.clock import parse_iso
+
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO-8601 time (2024-05-01T00:00:00Z) nor a "
+            "duration (24h, 7d)"
+        ) from None
+
+
+def _store_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--store",
+        default="sessionpush.db",
+        help="the store serve writes to: an SQLite file or redis://HOST:PORT/DB",
+    )
+    command.add_argument(
+        "--rules",
+        action="append",
+        metavar="PATH",
+        help="the rules, for goals, holdouts and variants (default: the rule "
+        f"set saved in the store, else {DEFAULT_RULES})",
+    )
+    command.add_argument("--app", help="only this app's decisions")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sessionpush",
@@ -73,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default=os.environ.get("SESSIONPUSH_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
+    )
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("SESSIONPUSH_LOG_FORMAT", "auto"),
+        choices=["auto", "json", "text"],
+        help="json: one object a line; auto (default): json unless standard "
+        "error is a terminal",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -160,6 +208,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="change nothing; exit 1 if a file is not formatted",
     )
 
+    report = sub.add_parser(
+        "report", help="per-rule outcomes and lift against the holdout"
+    )
+    _store_options(report)
+    report.add_argument("--rule", metavar="R", help="only this rule")
+    report.add_argument(
+        "--since",
+        type=_since,
+        metavar="T",
+        help="only decisions made since T: an ISO-8601 time, or a duration "
+        "back from now such as 24h or 7d",
+    )
+    report.add_argument("--json", action="store_true", help="print JSON")
+
+    explain = sub.add_parser(
+        "explain", help="why a user did or did not get each rule's message"
+    )
+    _store_options(explain)
+    explain.add_argument("--user", required=True, metavar="U")
+    explain.add_argument("--rule", metavar="R", help="only this rule")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+
     replay = sub.add_parser("replay", help="replay recorded sessions through the rules")
     replay.add_argument("--rules", action="append", required=True, metavar="PATH")
     replay.add_argument("--events", required=True, metavar="FILE")
@@ -184,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level, args.log_format)
     try:
         if args.command == "serve":
             return _serve(args)
@@ -200,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sessionpush.dsl.load import run_fmt
 
             return run_fmt(args.paths, sys.stdout, check=args.check)
+        if args.command in ("report", "explain"):
+            return asyncio.run(_measure(args))
         return asyncio.run(_replay(args))
     except SessionpushError as exc:
         print(f"sessionpush {args.command}: {exc}", file=sys.stderr)
@@ -288,9 +360,10 @@ def _keys_generate(args: argparse.Namespace) -> int:
 
 async def _replay(args: argparse.Namespace) -> int:
     from sessionpush.dsl import load_ruleset
-    from sessionpush.replay.decisions import decision_record, summary_table
+    from sessionpush.replay.decisions import decision_from_record, decision_record
     from sessionpush.replay.formats import load_events
-    from sessionpush.replay.run import replay_in_process, replay_via
+    from sessionpush.replay.run import replay_measured, replay_via
+    from sessionpush.report.outcomes import build_report
 
     rules = load_ruleset(args.rules)
     events = load_events(args.events, args.format)
@@ -306,8 +379,15 @@ async def _replay(args: argparse.Namespace) -> int:
     )
     if args.via:
         records = await replay_via(args.via, events)
+        report = build_report(
+            rules.rules,
+            [decision_from_record(r) for r in records],
+            [],
+            [],
+            rules_version=rules.version,
+        )
     else:
-        decisions = await replay_in_process(rules, events, outbox=args.outbox)
+        decisions, report = await replay_measured(rules, events, args.outbox)
         records = [decision_record(d) for d in decisions]
 
     lines = b"".join(msgspec.json.encode(r) + b"\n" for r in records)
@@ -315,8 +395,77 @@ async def _replay(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(lines)
     else:
         Path(args.out).write_bytes(lines)
-    outcomes = [(str(r["rule"]), str(r["decision"])) for r in records]
-    print(summary_table(outcomes, [rule.name for rule in rules.rules]))
+    _print_report(report, sys.stdout)
+    if args.via:
+        print(
+            "\nconversions are counted in the gateway's store: see its GET /v1/reports"
+        )
     if args.out != "-":
         print(f"\n{len(records)} decisions written to {args.out}")
     return 0
+
+
+def _print_report(report: Report, out: TextIO) -> None:
+    from sessionpush.report.render import plain_text, print_rich
+
+    if out.isatty():
+        print_rich(report, out)
+    else:
+        print(plain_text(report), file=out)
+
+
+async def _measure(args: argparse.Namespace) -> int:
+    from sessionpush.report.explain import explain, explain_text
+    from sessionpush.report.outcomes import build_report
+    from sessionpush.store import open_store
+
+    store = open_store(args.store)
+    await store.open()
+    try:
+        rules = await _report_rules(store, args.rules)
+        if args.command == "explain":
+            found = await store.decisions(app=args.app, user=args.user)
+            goals = await store.goals(app=args.app)
+            outcomes = await store.outcomes(app=args.app)
+        else:
+            found = await store.decisions(app=args.app)
+            goals = await store.goals(app=args.app, rule=args.rule)
+            outcomes = await store.outcomes(app=args.app)
+    finally:
+        await store.close()
+    if args.command == "explain":
+        entries = explain(
+            args.user, rules.rules, found, goals, outcomes, rule=args.rule
+        )
+        if args.json:
+            sys.stdout.buffer.write(msgspec.json.encode(entries) + b"\n")
+        else:
+            print(explain_text(entries))
+        return 0
+    report = build_report(
+        rules.rules,
+        found,
+        goals,
+        outcomes,
+        rules_version=rules.version,
+        since=args.since,
+        only=args.rule,
+    )
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
+    else:
+        _print_report(report, sys.stdout)
+    return 0
+
+
+async def _report_rules(store: Store, paths: list[str] | None) -> RuleSet:
+    from sessionpush.dsl import load_ruleset
+
+    if paths:
+        return load_ruleset(paths)
+    saved = await store.load_rules()
+    if saved is not None:
+        from sessionpush.gateway.rules_admin import compile_source
+
+        return compile_source(saved.source, str(saved.version))
+    return load_ruleset([DEFAULT_RULES])

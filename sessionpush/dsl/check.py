@@ -341,6 +341,13 @@ class _RuleChecker:
             rule.trigger, t.SessionEndTrigger | t.SessionStartTrigger | t.IdleTrigger
         )
         self.at_session_end = self.eventless
+        trigger = rule.trigger
+        if isinstance(trigger, t.SessionStartTrigger):
+            self.trigger_words = "'when session starts'"
+        elif isinstance(trigger, t.IdleTrigger):
+            self.trigger_words = "'when idle'"
+        else:
+            self.trigger_words = "'when session ends'"
 
     def error(self, span: t.Span, message: str, hint: str | None) -> Diagnostic:
         return _at(self.path, span, message, hint)
@@ -408,16 +415,6 @@ class _RuleChecker:
                 yield from self.positive(
                     trigger.within, trigger.span, "within", trigger.absent
                 )
-                if trigger.within > IDLE_TIMEOUT:
-                    yield self.warning(
-                        trigger.span,
-                        f"'then no {trigger.absent} within "
-                        f"{format_duration(trigger.within)}' can never fire: a "
-                        "session ends after "
-                        f"{format_duration(IDLE_TIMEOUT)} without an event",
-                        "use a window shorter than the idle timeout, or "
-                        "'when session ends' with 'unless'",
-                    )
 
     def positive(
         self, seconds: float, span: t.Span, word: str, event: str | None = None
@@ -531,15 +528,15 @@ class _RuleChecker:
                 yield self.error(
                     path.span,
                     f"'{format_path(path)}' reads the event being matched, but "
-                    "this trigger matches no event",
+                    f"{self.trigger_words} matches no event",
                     "test the session instead, like: session has cart, or "
                     "session.events > 3",
                 )
             elif session_end and path.root == "last":
                 yield self.error(
                     path.span,
-                    f"'{format_path(path)}' cannot be used in 'when session "
-                    "ends where'",
+                    f"'{format_path(path)}' cannot be used in the 'where' of "
+                    f"{self.trigger_words}",
                     f"test the session with: session has {path.event_name}; "
                     "last(...) is for templates",
                 )
@@ -653,7 +650,7 @@ class _RuleChecker:
                 yield self.error(
                     part.path.span,
                     f"'{format_path(part.path)}' reads the event that "
-                    "triggered the rule, but 'when session ends' has none",
+                    f"triggered the rule, but {self.trigger_words} has none",
                     "read the last event of a name instead, like: last(cart).price",
                 )
             for used in part.filters:

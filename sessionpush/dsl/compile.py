@@ -9,14 +9,17 @@ is simply false, so no event can make a rule raise.
 
 from __future__ import annotations
 
+import logging
 import operator
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import regex
+
 from sessionpush.dsl import tree
-from sessionpush.dsl.regex import MAX_SUBJECT, pattern_problem
+from sessionpush.dsl.regex import MATCH_SECONDS, MAX_SUBJECT, pattern_problem
 from sessionpush.engine.calendar import local_minutes
+from sessionpush.engine.links import link_scheme
 from sessionpush.engine.rules import (
     LANG_KEY,
     CompiledAction,
@@ -32,6 +35,8 @@ from sessionpush.engine.rules import (
     TemplatePart,
     TextParts,
 )
+
+log = logging.getLogger("sessionpush.engine")
 
 __all__ = ["compile_expr", "compile_path", "compile_rule", "compile_rules"]
 
@@ -226,10 +231,18 @@ def _text_test(node: tree.TextTest, path: PathCompiler) -> Pred:
     if pattern_problem(pattern) is not None:
         # The checker refuses such patterns; never run one that slipped by.
         return lambda props, session: False
-    search = re.compile(pattern).search
+    search = regex.compile(pattern, regex.VERSION0).search
 
     def matches(text: Any, _: Any) -> bool:
-        return isinstance(text, str) and search(text[:MAX_SUBJECT]) is not None
+        if not isinstance(text, str):
+            return False
+        try:
+            return search(text[:MAX_SUBJECT], timeout=MATCH_SECONDS) is not None
+        except TimeoutError:
+            # A pattern the shape check let through can still be slow
+            # (a*a*a*b is cubic); past the bound the value does not match.
+            log.warning("pattern %.60r gave up after %s s", pattern, MATCH_SECONDS)
+            return False
 
     return _binary(node.left, tree.Literal(None), matches, path)
 
@@ -351,6 +364,19 @@ def _action(action: tree.Action) -> CompiledAction:
     return CompiledAction(
         "inapp", fields, data=data, localised=localised, else_push=action.else_push
     )
+
+
+def _link_schemes(actions: list[tree.Action]) -> tuple[tuple[str, int, int], ...]:
+    found = []
+    for action in actions:
+        if isinstance(action, tree.WebhookAction):
+            continue
+        for link in (action.link, action.image):
+            head = link.parts[0] if link is not None and link.parts else None
+            scheme = link_scheme(head) if isinstance(head, str) else None
+            if link is not None and scheme is not None:
+                found.append((scheme, link.span.line, link.span.column))
+    return tuple(found)
 
 
 def _texts(action: tree.Action) -> list[tree.Text]:
@@ -500,6 +526,7 @@ def compile_rule(rule: tree.Rule, source: str = "") -> CompiledRule:
         if goal is None
         else CompiledGoal(goal.event, _maybe(goal.where), goal.within),
         priority=rule.priority,
+        links=_link_schemes(actions),
         **kwargs,
     )
 

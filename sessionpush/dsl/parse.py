@@ -355,6 +355,10 @@ class _Converter:
         word = _WORD_CHARS.match(parsed, offset)
         came = word.group() if word else char
         end = self.to_abs(offset + max(len(came), 1))
+        if came == "=" and "COMP_OP" in expected:
+            # Only a comparison could have been meant; the other words that
+            # could come here (and, or, a new clause) are noise.
+            expected = {"COMP_OP"}
         message = (
             f"{_expected_words(expected, self._end_words())}, came '{_shorten(came)}'"
         )
@@ -1008,8 +1012,65 @@ def _words(expected: Iterable[str], end_words: str) -> list[str]:
     return sorted(words, key=order)
 
 
+# Where many words of one kind could come, the list names the kind and a
+# few examples: after a condition, fourteen clause keywords and nine
+# operators may all follow, and a list of thirty words hides the one that
+# matters. (label, members, how many of them make a group)
+_GROUPS = (
+    (
+        "a clause (when, wait, push, ...)",
+        frozenset(
+            (
+                *("when", "wait", "at", "unless", "if", "limit", "quiet"),
+                *("holdout", "variant", "goal", "priority", "push", "inapp"),
+                "webhook",
+            )
+        ),
+        4,
+    ),
+    (
+        "an operator (==, <, in, contains, and, or, ...)",
+        frozenset(
+            (
+                *("and", "or", "not", "in", "contains", "starts", "matches"),
+                *("exists", _WORDING["COMP_OP"]),
+            )
+        ),
+        4,
+    ),
+    (
+        "a value or a path (3, 'text', 10m, price, user.plan, ...)",
+        frozenset(
+            _WORDING[name]
+            for name in ("NAME", "INT", "NUMBER", "DURATION", "CLOCK", "STRING")
+        )
+        | {"event", "user", "device", "session", "last", "true", "false", "null"},
+        4,
+    ),
+)
+
+
+def _grouped(words: list[str]) -> list[str]:
+    out: list[str] = []
+    for word in words:
+        for label, members, least in _GROUPS:
+            if label.startswith("a value") and _WORDING["NUMBER"] not in words:
+                continue  # a placeholder takes paths only: list them
+            if word in members and len(members.intersection(words)) >= least:
+                if label not in out:
+                    out.append(label)
+                break
+        else:
+            # "starts" opens "starts with", or ends "session starts" (where
+            # "ends" may come too).
+            if word == "starts" and "ends" not in words:
+                word = "starts with"
+            out.append(word)
+    return out
+
+
 def _expected_words(expected: Iterable[str], end_words: str) -> str:
-    words = _words(expected, end_words)
+    words = _grouped(_words(expected, end_words))
     if not words:
         return "unexpected input"
     if len(words) == 1:
@@ -1028,6 +1089,10 @@ def _syntax_hint(expected: set[str], came_type: str, came: str) -> str | None:
         return f"did you mean '{close[0]}'?"
     if came_type == "$END" and "RBRACE" in expected:
         return "a '{' is not closed: end it with '}'"
+    if came in _SYMBOL_WORDS and _SYMBOL_WORDS[came] in keywords:
+        return _character_hint(came)
+    if came_type == "NAME" and {"and", "or"} <= set(keywords):
+        return "join two conditions with 'and' or 'or'"
     if came_type == "NAME" and set(_CLAUSE_WORDS) <= set(keywords):
         return (
             "a rule holds a trigger (when), an action (push, inapp or "
@@ -1037,9 +1102,16 @@ def _syntax_hint(expected: set[str], came_type: str, came: str) -> str | None:
     return None
 
 
+_SYMBOL_WORDS = {"&": "and", "|": "or", "!": "not"}
+
+
 def _character_hint(came: str) -> str | None:
     if came == "=":
         return "compare with '==', not '='"
+    if came in _SYMBOL_WORDS:
+        return f"write '{_SYMBOL_WORDS[came]}' instead of '{came}'" + (
+            "; for 'not equal', write '!='" if came == "!" else ""
+        )
     if came[:1].isdigit():
         return (
             "a number stands alone, and a duration is a number and a unit "

@@ -5,7 +5,9 @@ time on ``aaaa...!``: one event could stall every session of a process.
 Rules are checked before they run, so the dangerous shapes are refused
 there, from the parsed pattern: a repeat inside a repeat, an alternation
 under a repeat, and back-references. What is left runs in time polynomial
-in the text, and the text is cut to :data:`MAX_SUBJECT` characters first.
+in the text, which can still be slow (``a*a*a*b`` is cubic), so the text is
+cut to :data:`MAX_SUBJECT` characters and every match runs with a time
+bound of :data:`MATCH_SECONDS` (the ``regex`` package's ``timeout``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import importlib
 import re
 from typing import Any
 
-__all__ = ["MAX_SUBJECT", "pattern_problem"]
+__all__ = ["MATCH_SECONDS", "MAX_SUBJECT", "pattern_problem"]
 
 MAX_SUBJECT = 1000
 """Characters of a value a pattern looks at; the rest is not searched."""
+
+MATCH_SECONDS = 0.01
+"""The most one match may take; a slower one counts as no match."""
 
 # The parser behind re.compile; imported by name because the public alias
 # (sre_parse) warns on import since Python 3.11.

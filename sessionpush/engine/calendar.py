@@ -23,6 +23,7 @@ from sessionpush.errors import SessionpushError
 
 __all__ = [
     "TimeZoneError",
+    "check_zone",
     "in_window",
     "local_minutes",
     "next_local",

@@ -15,7 +15,7 @@ import datetime as dt
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "VirtualClock", "WallClock", "iso"]
+__all__ = ["Clock", "VirtualClock", "WallClock", "iso", "parse_iso"]
 
 
 class Clock(Protocol):
@@ -77,3 +77,12 @@ def iso(ts: float) -> str:
     moment = dt.datetime.fromtimestamp(ts, dt.UTC)
     spec = "milliseconds" if moment.microsecond else "seconds"
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> float:
+    """The time :func:`iso` wrote (to its millisecond), or any ISO-8601 time;
+    one without an offset is UTC."""
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()

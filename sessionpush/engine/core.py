@@ -38,8 +38,14 @@ from sessionpush.engine.calendar import next_local
 from sessionpush.engine.clock import Clock, VirtualClock, iso
 from sessionpush.engine.deadlines import Deadline, DeadlineQueue
 from sessionpush.engine.links import link_problem
-from sessionpush.engine.policy import choose_action, held_out, quiet_until
-from sessionpush.engine.rules import CompiledRule, RuleSet
+from sessionpush.engine.policy import (
+    DEFAULT_POLICY,
+    AppPolicy,
+    choose_action,
+    held_out,
+    quiet_until,
+)
+from sessionpush.engine.rules import CompiledLimit, CompiledRule, RuleSet
 from sessionpush.engine.session import Session, SessionState
 from sessionpush.errors import SessionpushError
 from sessionpush.store.base import (
@@ -107,11 +113,15 @@ class Engine:
         grace: float = 30.0,
         idle: float = 1800.0,
         app_rules: Mapping[str, RuleSet] | None = None,
+        app_policy: Mapping[str, AppPolicy] | None = None,
     ) -> None:
         #: The rule set of every app not in ``app_rules``.
         self.rules = rules
         #: Apps (tenants) with a rule set of their own.
         self.app_rules = dict(app_rules or {})
+        #: What each app's config adds to its rules (global caps, default
+        #: quiet hours, link schemes); other apps get ``DEFAULT_POLICY``.
+        self.app_policy = dict(app_policy or {})
         self.store = store
         self.clock = clock
         self.transports = dict(transports or {})
@@ -153,15 +163,50 @@ class Engine:
 
     def set_rules(self, rules: RuleSet, app: str | None = None) -> None:
         """Swap the rule set (of ``app``, if given); pending timers fire under
-        the rule of that name."""
+        the rule of that name, and live sessions keep the match state of the
+        rules that kept their name and shape (:meth:`RuleSet.keep_state`)."""
         if app is None:
-            self.rules = rules
+            old, self.rules = self.rules, rules
         else:
+            old = self.rules_for(app)
             self.app_rules[app] = rules
+        now = self.clock.now()
+        for session in self._sessions.values():
+            if self.rules_for(session.app) is rules:
+                rules.keep_state(session, old, now)
+                self._arm_idle_rules(session)
 
     def rules_for(self, app: str) -> RuleSet:
         """The rule set sessions and timers of ``app`` run under."""
         return self.app_rules.get(app, self.rules)
+
+    def policy_for(self, app: str) -> AppPolicy:
+        """The config's policy of ``app``: global caps, quiet hours, schemes."""
+        return self.app_policy.get(app, DEFAULT_POLICY)
+
+    def _caps(
+        self, app: str, user: str, session: str, rule: CompiledRule, channel: str
+    ) -> list[tuple[str, CompiledLimit, str]]:
+        """Every cap a send of ``rule`` counts against: ``(key, limit, name)``.
+
+        The rule's own limits come first, then the app's global caps, which
+        a webhook does not count against: it reaches a system, not the user.
+        """
+        caps = [
+            (lim.key(app, user, session, rule.name), lim, lim.describe())
+            for lim in rule.limits
+        ]
+        policy = self.policy_for(app)
+        if policy.caps and channel != "webhook":
+            caps += [
+                (
+                    policy.cap_key(lim, app, user, session),
+                    lim,
+                    lim.describe("global cap"),
+                )
+                for lim in policy.caps
+            ]
+        return caps
 
     @property
     def sessions(self) -> int:
@@ -177,13 +222,23 @@ class Engine:
     # -- connections -------------------------------------------------------
 
     async def open(
-        self, peer: Peer, device: Device, session_id: str | None = None
+        self,
+        peer: Peer,
+        device: Device,
+        session_id: str | None = None,
+        welcome: Callable[[Session, bool], None] | None = None,
     ) -> tuple[Session, bool]:
         """Attach a new connection: resume ``session_id`` or start a session.
 
         A session id that is live for the same user resumes it (a reconnect
         inside the grace period); any other id names the new session, so that
         replays keep their recorded ids.
+
+        Args:
+            welcome: Called with the session and whether it was resumed,
+                before any ``when session starts`` rule runs: the gateway
+                answers ``hello`` there, so that the ``welcome`` frame comes
+                before an in-app message those rules send.
         """
         now = self.clock.now()
         app, user = device.app, device.user
@@ -196,6 +251,8 @@ class Engine:
                     live.grace = None
                 self._by_peer[peer] = live
                 log.debug("session %s resumed", live.id)
+                if welcome is not None:
+                    welcome(live, True)
                 return live, True
             if live is not None:
                 session_id = None  # another user's id: never share it
@@ -221,8 +278,21 @@ class Engine:
         self._sessions[(app, sid)] = session
         self._by_user.setdefault((app, user), set()).add(session)
         session.idle = self._push(self._idle_due(session), "idle", session)
-        log.debug("session %s started for %s/%s", sid, app, user)
+        log.debug(
+            "session %s started for %s/%s",
+            sid,
+            app,
+            user,
+            extra={
+                "event": "session_started",
+                "app": app,
+                "user": user,
+                "session": sid,
+            },
+        )
         self._arm_idle_rules(session)
+        if welcome is not None:
+            welcome(session, False)
         for rule in self.rules_for(session.app).on_session_start(session):
             await self._trigger(session, rule, rule.snapshot({}, session), now)
         return session, False
@@ -432,10 +502,13 @@ class Engine:
             await self._fire_idle_rules(entry)
         elif kind == "absence":
             session, rule, due, snapshot = entry.ref
-            if session.absence.get(rule.index) == due:
-                del session.absence[rule.index]
-                session.armed_bound.pop(rule.index, None)
-                await self._trigger(session, rule, snapshot, entry.due)
+            if session.absence.get(rule.name) == due:
+                del session.absence[rule.name]
+                session.armed_bound.pop(rule.name, None)
+                # A reload since the window opened kept it only for a rule of
+                # the same name and shape: that rule, as it is now, fires.
+                current = self.rules_for(session.app).by_name.get(rule.name, rule)
+                await self._trigger(session, current, snapshot, entry.due)
         else:  # pragma: no cover - every kind pushed is handled above
             raise RuntimeError(f"unknown deadline kind {kind!r}")
 
@@ -464,6 +537,13 @@ class Engine:
             session.app,
             session.user,
             reason,
+            extra={
+                "event": "session_ended",
+                "app": session.app,
+                "user": session.user,
+                "session": session.id,
+                "reason": reason,
+            },
         )
 
         empty: dict[str, Any] = {}
@@ -587,8 +667,9 @@ class Engine:
                 triggered_at,
             )
             return True
-        for limit in rule.limits:
-            key = limit.key(app, user, session, rule.name)
+        # The channel of this user's variant decides whether global caps count.
+        sent_on = choose_action(rule, user)[0].channel
+        for key, limit, name in self._caps(app, user, session, rule, sent_on):
             since = limit.since(now, profile.timezone)
             if await self.store.cap_count(key, since) >= limit.count:
                 await self._decide(
@@ -597,7 +678,7 @@ class Engine:
                     user,
                     session,
                     "capped",
-                    f"{limit.describe()} reached",
+                    f"{name} reached",
                     channel,
                     triggered_at,
                 )
@@ -646,10 +727,10 @@ class Engine:
             app, user, session, rule, snapshot, triggered_at, profile
         )
         if reason is not None:
-            if reason[0]:
-                await skip(*reason)
-            else:
-                await settled()  # deferred: a new timer carries the send
+            # An empty decision is a deferral: a new timer carries the send,
+            # and the record says why it did not go now.
+            decision, why = reason
+            await skip(decision or "deferred", why)
             return
 
         peers: list[Any] = []
@@ -688,25 +769,33 @@ class Engine:
         if variant is not None:
             fields["variant"] = variant
         link = fields.get("link")
-        if link is not None and (problem := link_problem(link)) is not None:
+        schemes = self.policy_for(app).link_schemes
+        if link is not None and (problem := link_problem(link, schemes)) is not None:
             await skip("failed", f"the link {link[:200]!r} is refused: {problem}")
             return
 
-        if rule.limits:
-            caps = [
-                (
-                    lim.key(app, user, session, rule.name),
-                    lim.count,
-                    lim.since(now, profile.timezone),
-                )
-                for lim in rule.limits
+        # The rule's limits and the app's global caps are taken in one atomic
+        # step: a send counts against all of them or against none.
+        caps = self._caps(app, user, session, rule, channel)
+        if caps:
+            taken = [
+                (key, lim.count, lim.since(now, profile.timezone))
+                for key, lim, _ in caps
             ]
             send_id = None if claim is None else claim.timer.timer_id
-            full = await self.store.cap_take_all(caps, now, send_id)
+            full = await self.store.cap_take_all(taken, now, send_id)
             if full is not None:
-                await skip("capped", f"{rule.limits[full].describe()} reached")
+                await skip("capped", f"{caps[full][2]} reached")
                 return
 
+        if held_out(rule, user):
+            # Last of all the checks, so that a held-out user is one who
+            # would have been sent the message: reachable, under the caps
+            # (whose slot it takes, as a send would), and at the moment the
+            # send would have left. Both groups then differ only in the
+            # message, which is what a holdout comparison needs.
+            await skip("held_out", f"in the {rule.holdout:g}% holdout of this rule")
+            return
         if claim is not None and not await self.store.holds(claim):
             # The fence: another process claimed the timer after this one's
             # lease ran out, so this late send is refused.
@@ -770,11 +859,12 @@ class Engine:
         triggered_at: float,
         profile: Any,
     ) -> tuple[str, str] | None:
-        """``if`` again, quiet hours, holdout: why not to send now, if so.
+        """``if`` again, quiet hours (the rule's or the app's): why not to
+        send now, if so.
 
         Returns ``None`` to send, ``(decision, reason)`` to record a skip,
-        or ``("", "")`` when the send was deferred to the end of the quiet
-        hours (a durable timer sends it then).
+        or ``("", reason)`` when the send was deferred to the end of the
+        quiet hours (a durable timer sends it then).
         """
         if rule.guard_at_send is not None:
             # The user's profile as it is now; the session's facts as they
@@ -783,9 +873,11 @@ class Engine:
             if not rule.guard_at_send(snapshot, standin):
                 return "unmet", "the 'if' condition no longer held at send time"
         now = self.clock.now()
-        if rule.quiet is not None:
-            until = quiet_until(rule.quiet, now, profile.timezone)
-            if until is not None and rule.quiet.drop:
+        # A rule's own quiet hours win over the app's default ones.
+        quiet = rule.quiet or self.policy_for(app).quiet
+        if quiet is not None:
+            until = quiet_until(quiet, now, profile.timezone)
+            if until is not None and quiet.drop:
                 return "quiet", f"inside quiet hours until {iso(until)}; dropped"
             if until is not None:
                 timer = PendingTimer(
@@ -799,12 +891,7 @@ class Engine:
                     context={"snapshot": snapshot},
                 )
                 await self._add_timer(timer)
-                log.debug(
-                    "%s for %s/%s deferred to %s", rule.name, app, user, iso(until)
-                )
-                return "", ""
-        if held_out(rule, user):
-            return "held_out", f"in the {rule.holdout:g}% holdout of this rule"
+                return "", f"inside quiet hours; deferred to {iso(until)}"
         return None
 
     async def _push_out(
@@ -859,10 +946,13 @@ class Engine:
         for live in list(self._by_user.get((app, user), ())):
             # An open absence window has not triggered yet; the event that
             # cancels its sends closes it too, on every session of the user.
-            live.absence.pop(rule.index, None)
+            live.absence.pop(rule.name, None)
+            live.armed_bound.pop(rule.name, None)
             kept = []
             for held in live.after_end:
-                if held[0] is rule:
+                # By name: a trigger held from before a reload holds the
+                # rule object of the old rule set.
+                if held[0].name == rule.name:
                     await self._decide(
                         app,
                         rule.name,
@@ -902,6 +992,21 @@ class Engine:
             message=message,
         )
         await self.store.record_decision(record)
-        log.debug("%s %s for %s/%s: %s", rule, decision, app, user, reason)
+        log.debug(
+            "%s %s for %s/%s: %s",
+            rule,
+            decision,
+            app,
+            user,
+            reason,
+            extra={
+                "event": "decision",
+                "rule": rule,
+                "decision": decision,
+                "app": app,
+                "user": user,
+                "session": session,
+            },
+        )
         for listener in self.listeners:
             listener(record)

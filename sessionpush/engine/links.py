@@ -11,18 +11,37 @@ spaces and control characters, so ``java\\tscript:`` is still script.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-__all__ = ["link_problem"]
+if TYPE_CHECKING:
+    from sessionpush.engine.rules import CompiledRule
+
+__all__ = ["link_problem", "link_scheme", "undeclared_schemes"]
 
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _FORBIDDEN = frozenset({"javascript", "data", "vbscript", "file", "blob"})
 _LEADING = "".join(map(chr, range(33)))
 
 
-def link_problem(link: str) -> str | None:
+def _as_read(link: str) -> str:
+    return re.sub(r"[\t\n\r]", "", link).lstrip(_LEADING)
+
+
+def link_scheme(link: str) -> str | None:
+    """The scheme of ``link`` in lower case as a browser reads it, if any."""
+    match = _SCHEME.match(_as_read(link).lower())
+    return None if match is None else match.group(1)
+
+
+def link_problem(link: str, schemes: frozenset[str] | None = None) -> str | None:
     """Why ``link`` may not be sent, or None when it is an https URL, an
-    app link such as ``shop://cart``, or a path on the app's own site."""
-    seen = re.sub(r"[\t\n\r]", "", link).lstrip(_LEADING)
+    app link such as ``shop://cart``, or a path on the app's own site.
+
+    ``schemes`` are the app schemes the app's config declares; ``None``
+    (development mode, no config) accepts any scheme not forbidden here.
+    """
+    seen = _as_read(link)
     match = _SCHEME.match(seen.lower())
     if match is None:
         if seen.startswith(("//", "/\\", "\\")):
@@ -35,4 +54,19 @@ def link_problem(link: str) -> str | None:
         return f"'{scheme}:' links run code or carry content"
     if scheme == "http":
         return "it uses http, not https"
+    if scheme != "https" and schemes is not None and scheme not in schemes:
+        return f"the app scheme '{scheme}:' is not in the app's link_schemes"
     return None
+
+
+def undeclared_schemes(
+    rules: Iterable[CompiledRule], schemes: frozenset[str]
+) -> list[str]:
+    """``file:line:col: 'ftp:'`` for each fixed link or image of ``rules``
+    whose app scheme is not in ``schemes``, in rule order."""
+    found = []
+    for rule in rules:
+        for scheme, line, column in rule.links:
+            if scheme not in schemes and scheme not in ("https", "http"):
+                found.append(f"{rule.source}:{line}:{column}: '{scheme}:'")
+    return found

@@ -48,10 +48,17 @@ class CompiledLimit:
     window: float | None
 
     def key(self, app: str, user: str, session: str, rule: str) -> str:
-        # Per-user keys carry the window so that two limits of one rule with
-        # different windows never share a counter.
+        """The counter of this limit for one user (and session).
+
+        Every key starts ``APP<US>u<US>USER``: the Redis store hashes that
+        part to a cluster slot (``store.redis_keys``), so all the caps one
+        send takes are in one slot, and a session id that another user
+        sends again never shares that user's count. Per-user keys carry the
+        window so that two limits of one rule never share a counter; the
+        session key has the word ``session`` where they have a window.
+        """
         if self.per == "session":
-            return f"{app}\x1fs\x1f{session}\x1f{rule}"
+            return f"{app}\x1fu\x1f{user}\x1f{rule}\x1fsession\x1f{session}"
         if self.per == "day":
             return f"{app}\x1fu\x1f{user}\x1f{rule}\x1fday"
         return f"{app}\x1fu\x1f{user}\x1f{rule}\x1f{self.window:g}"
@@ -63,12 +70,13 @@ class CompiledLimit:
             return start_of_day(now, zone)
         return now - self.window if self.window is not None else float("-inf")
 
-    def describe(self) -> str:
+    def describe(self, word: str = "limit") -> str:
+        """``limit 1 per user per 24h``; ``word`` names a global cap instead."""
         if self.per == "session":
-            return f"limit {self.count} per session"
+            return f"{word} {self.count} per session"
         if self.per == "day":
-            return f"limit {self.count} per user per day"
-        return f"limit {self.count} per user per {_duration_text(self.window)}"
+            return f"{word} {self.count} per user per day"
+        return f"{word} {self.count} per user per {_duration_text(self.window)}"
 
 
 def _duration_text(seconds: float | None) -> str:
@@ -245,10 +253,29 @@ class CompiledRule:
     variants: tuple[CompiledVariant, ...] = ()
     goal: CompiledGoal | None = None
     priority: int = 0
+    #: ``(scheme, line, column)`` of each link and image whose fixed start
+    #: names a scheme, so that a server can refuse app schemes its config
+    #: does not declare before it runs the rule.
+    links: tuple[tuple[str, int, int], ...] = ()
 
     def snapshot(self, props: dict[str, Any], session: Session) -> dict[str, Any]:
         """The values the message will render from, as JSON-able data."""
         return {key: get(props, session) for key, get in self.captures}
+
+    def shape(self) -> tuple[Any, ...]:
+        """What a session's match state for this rule depends on: its kind,
+        events, steps and windows. Conditions are closures and cannot be
+        compared, so a reload that changes only a ``where`` keeps the state."""
+        steps = tuple((step.event, step.within, step.binding) for step in self.steps)
+        return (
+            self.kind,
+            self.event,
+            steps,
+            self.absent,
+            self.within,
+            self.count,
+            self.binding,
+        )
 
 
 class _Handlers:
@@ -301,7 +328,8 @@ class RuleSet:
         for handler in self._handlers.values():
             handler.steps.sort(key=lambda pair: (pair[0].index, -pair[1]))
         # Shortest first: the session's idle deadline walks them in order.
-        self.idle_rules.sort(key=lambda rule: (rule.idle, rule.index))
+        # Equal ones by priority, as rules that trigger together elsewhere.
+        self.idle_rules.sort(key=lambda rule: (rule.idle, -rule.priority, rule.index))
         for key in ("session_end_rules", "session_start_rules"):
             ordered = sorted(getattr(self, key), key=lambda r: -r.priority)
             setattr(self, key, ordered)
@@ -348,6 +376,25 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def keep_state(self, session: Session, old: RuleSet, now: float) -> None:
+        """Carry a session's match state over from ``old`` to this rule set.
+
+        State stays with a rule of the same name and shape; the state of a
+        rule that is gone or changed shape is dropped (a sequence of two
+        steps cannot continue as one of three). ``when idle`` rules already
+        due in the current quiet spell count as passed, so none fires twice.
+        """
+        for state in (session.absence, session.progress, session.counts):
+            for name in list(state):
+                rule, before = self.by_name.get(name), old.by_name.get(name)
+                if rule is None or before is None or rule.shape() != before.shape():
+                    del state[name]
+        for name in list(session.armed_bound):
+            if name not in session.absence:
+                del session.armed_bound[name]
+        quiet = now - session.last_at
+        session.idle_next = sum(1 for rule in self.idle_rules if rule.idle <= quiet)
+
     def on_event(
         self, session: Session, name: str, props: dict[str, Any], now: float
     ) -> Sequence[Match]:
@@ -365,14 +412,14 @@ class RuleSet:
             return ()
         matches: list[Match] = []
         for rule in handler.absence_cancel:
-            if rule.index in session.absence:
-                bound = session.armed_bound.get(rule.index, _NO_BINDINGS)
+            if rule.name in session.absence:
+                bound = session.armed_bound.get(rule.name, _NO_BINDINGS)
                 if rule.absent_binding is not None:
                     bound = {**bound, rule.absent_binding: props}
                 session.bound = bound
                 if rule.absent_where is None or rule.absent_where(props, session):
-                    del session.absence[rule.index]
-                    session.armed_bound.pop(rule.index, None)
+                    del session.absence[rule.name]
+                    session.armed_bound.pop(rule.name, None)
         for rule in handler.fire:
             bound = _NO_BINDINGS if rule.binding is None else {rule.binding: props}
             session.bound = bound
@@ -409,7 +456,7 @@ class RuleSet:
             if rule.index == filled:
                 continue
             step = rule.steps[number]
-            progress = session.progress.get(rule.index)
+            progress = session.progress.get(rule.name)
             if number == 0:
                 bound: dict[str, Any] = _NO_BINDINGS
             else:
@@ -427,20 +474,20 @@ class RuleSet:
             last = len(rule.steps) - 1
             if number < last:
                 if progress is None:
-                    progress = session.progress[rule.index] = [None] * last
+                    progress = session.progress[rule.name] = [None] * last
                 progress[number] = (now, bound)
                 if number:
                     progress[number - 1] = None
                 continue
-            session.progress.pop(rule.index, None)
+            session.progress.pop(rule.name, None)
             if rule.kind == "sequence":
                 matches.append((rule, None, bound))
-            elif rule.index not in session.absence:
+            elif rule.name not in session.absence:
                 # One window at a time: a repeat inside the window does not
                 # push the deadline out, or a busy user would never be nudged.
                 due = now + rule.within
-                session.absence[rule.index] = due
-                session.armed_bound[rule.index] = bound
+                session.absence[rule.name] = due
+                session.armed_bound[rule.name] = bound
                 matches.append((rule, due, bound))
 
     def _count(
@@ -455,9 +502,9 @@ class RuleSet:
         session.bound = bound
         if rule.where is not None and not rule.where(props, session):
             return
-        times = session.counts.get(rule.index)
+        times = session.counts.get(rule.name)
         if times is None:
-            times = session.counts[rule.index] = deque()
+            times = session.counts[rule.name] = deque()
         times.append(now)
         while now - times[0] >= rule.within:
             times.popleft()

@@ -88,15 +88,18 @@ class Session:
         # stays as small as the rule set, whatever the client sends.
         self.seen: set[str] = set()
         self.last: dict[str, dict[str, Any]] = {}
-        # rule index -> due time of its open absence window, and the events
+        # Match state is keyed by rule name, not position, so that a reload
+        # that reorders the rules hands no state to another rule
+        # (``RuleSet.keep_state`` drops the state of rules that changed).
+        # rule name -> due time of its open absence window, and the events
         # bound with ``as`` on the way to opening it
-        self.absence: dict[int, float] = {}
-        self.armed_bound: dict[int, dict[str, Any]] = {}
-        # rule index -> per step of a sequence, the latest (time, bindings)
+        self.absence: dict[str, float] = {}
+        self.armed_bound: dict[str, dict[str, Any]] = {}
+        # rule name -> per step of a sequence, the latest (time, bindings)
         # that reached it; a step is consumed when the next one takes it
-        self.progress: dict[int, list[tuple[float, dict[str, Any]] | None]] = {}
-        # rule index -> times of the matches inside a ``N times`` window
-        self.counts: dict[int, deque[float]] = {}
+        self.progress: dict[str, list[tuple[float, dict[str, Any]] | None]] = {}
+        # rule name -> times of the matches inside a ``N times`` window
+        self.counts: dict[str, deque[float]] = {}
         # event name -> how many came, for ``session.count(E)``
         self.tally: dict[str, int] = {}
         # the events bound with ``as`` for the rule being matched right now

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sessionpush.engine.core import Engine
+    from sessionpush.store.base import PendingTimer
 
 __all__ = ["DEFAULT_BATCH", "DEFAULT_LEASE", "fire_due"]
 
@@ -39,8 +40,19 @@ async def fire_due(
         How many were claimed; ``batch`` means more may be waiting.
     """
     claims = await engine.store.claim_due(engine.clock.now(), batch, lease)
+    # Timers due at the same moment go highest priority first, then in rule
+    # order, as on a virtual clock: the first send takes a global cap's
+    # last slot, and ``priority`` says which rule that should be.
+    claims.sort(key=lambda claim: _order(engine, claim.timer))
     for claim in claims:
         await engine.fire_claimed(claim.timer, claim)
     if claims:
         log.debug("fired %d claimed timers", len(claims))
     return len(claims)
+
+
+def _order(engine: Engine, timer: PendingTimer) -> tuple[float, int, int]:
+    rule = engine.rules_for(timer.app).by_name.get(timer.rule)
+    if rule is None:
+        return (timer.due, 0, -1)
+    return (timer.due, -rule.priority, rule.index)

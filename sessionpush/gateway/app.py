@@ -13,6 +13,9 @@ Routes:
   :mod:`sessionpush.gateway.erasure`).
 - The web SDK at ``/sdk/sessionpush.js`` and its service worker at
   ``/sdk/sw.js``, and the worker's open reports (``gateway.sdk_files``).
+- Operators (``gateway.reports_api``): ``GET /`` (the dashboard),
+  ``GET /v1/reports``, ``GET /v1/users/{id}/explain``, ``GET /metrics``,
+  ``GET /v1/dashboard/stream``; all data behind the admin key.
 - ``POST /v1/playback/drain`` (``--clock playback`` only): run the virtual
   clock on until no timer is pending and return every decision as JSON
   lines, so that ``replay --via`` can compare a gateway run with an
@@ -39,12 +42,20 @@ from sessionpush.engine.clock import Clock, VirtualClock, WallClock
 from sessionpush.engine.core import Engine
 from sessionpush.engine.rules import RuleSet
 from sessionpush.engine.timers import fire_due
+from sessionpush.errors import ConfigError
 from sessionpush.gateway.admin import AdminKeys
-from sessionpush.gateway.apps import GatewayConfig, dev_config, load_gateway_config
+from sessionpush.gateway.apps import (
+    GatewayConfig,
+    dev_config,
+    link_scheme_problem,
+    load_gateway_config,
+)
 from sessionpush.gateway.connection import serve_connection
 from sessionpush.gateway.erasure import erasure_routes
 from sessionpush.gateway.guard import Guard
+from sessionpush.gateway.metrics import GatewayMetrics
 from sessionpush.gateway.push_api import push_routes
+from sessionpush.gateway.reports_api import report_routes
 from sessionpush.gateway.rules_admin import follow_rules, load_saved, put_rules
 from sessionpush.gateway.sdk_files import sdk_routes
 from sessionpush.gateway.shutdown import close_gateway
@@ -84,6 +95,10 @@ class Settings:
     #: Seconds a claim holds its timers: how long a process that died
     #: holding claims delays them.
     timer_lease: float = 30.0
+    #: Seconds between two live updates of the dashboard, and how many
+    #: updates pass between two reports (a report reads the whole log).
+    dashboard_interval: float = 1.0
+    dashboard_report_every: int = 5
 
 
 async def _claim_timers(engine: Engine, poll: float, lease: float) -> None:
@@ -138,6 +153,13 @@ def create_app(settings: Settings) -> Starlette:
         for name, app in gateway.apps.items()
         if app.rules
     }
+    # Links whose app scheme an app does not declare refuse the start here,
+    # since `sessionpush check` cannot know the app config.
+    for name, app_config in gateway.apps.items():
+        app_set = app_rules.get(name, rules)
+        problem = link_scheme_problem(name, app_config.policy, app_set.rules)
+        if problem is not None:
+            raise ConfigError(problem)
     # Read at creation, so that a bad config refuses to start before serving.
     delivery_path = settings.delivery_config or gateway.delivery_config
     delivery_config = None if delivery_path is None else load_config(delivery_path)
@@ -147,6 +169,7 @@ def create_app(settings: Settings) -> Starlette:
         settings.admin_key,
         {name: app.admin_keys for name, app in gateway.apps.items()},
     )
+    metrics = GatewayMetrics(lambda: state.get("engine"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -167,7 +190,11 @@ def create_app(settings: Settings) -> Starlette:
             grace=settings.grace,
             idle=settings.idle,
             app_rules=app_rules,
+            app_policy=gateway.policies,
         )
+        engine.listeners.append(metrics.on_decision)
+        if delivery is not None:
+            delivery.listeners.append(metrics.on_outcome)
         # A rule set saved through PUT /v1/rules is the deployment's current
         # one: it wins over the files, so a process started later agrees
         # with the others.
@@ -189,6 +216,13 @@ def create_app(settings: Settings) -> Starlette:
             store,
             settings.outbox,
             settings.clock,
+            extra={
+                "event": "gateway_up",
+                "rules": len(engine.rules),
+                "rules_version": engine.rules.version,
+                "store": str(store),
+                "clock": settings.clock,
+            },
         )
         for name, app_set in app_rules.items():
             log.info(
@@ -223,7 +257,11 @@ def create_app(settings: Settings) -> Starlette:
         return await put_rules(request, state["engine"], keys)
 
     async def session(websocket: WebSocket) -> None:
-        await serve_connection(websocket, state["engine"], guard)
+        metrics.connected()
+        try:
+            await serve_connection(websocket, state["engine"], guard)
+        finally:
+            metrics.disconnected()
 
     async def drain(request: Request) -> Response:
         engine = state["engine"]
@@ -248,6 +286,13 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/rules", rules_put, methods=["PUT"]),
         *erasure_routes(lambda: state["engine"], keys, gateway),
         *sdk_routes(lambda: state["engine"]),
+        *report_routes(
+            lambda: state["engine"],
+            metrics,
+            keys,
+            interval=settings.dashboard_interval,
+            report_every=settings.dashboard_report_every,
+        ),
     ]
     if clock.virtual:
         routes.append(Route("/v1/playback/drain", drain, methods=["POST"]))

@@ -17,6 +17,11 @@
     public_key = "pk_shop_..."          # optional: anonymous web mode
     rules = ["rules/shop"]
 
+    [apps.shop.policy]                  # optional; added to every rule
+    caps = [{count = 3, per = "24h"}]   # per user, across all the app's rules
+    quiet_hours = "22:00-08:00"         # for rules without their own; or "... drop"
+    link_schemes = ["shop"]             # app links besides https: and paths
+
 Decoding is strict: an unknown key, a wrong type, a short secret or a key
 shared by two apps refuses the start with a :class:`ConfigError` naming the
 key (never its value: the file holds secrets). Without a file the gateway
@@ -31,12 +36,16 @@ import logging
 import re
 import stat
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import msgspec
 
+from sessionpush.engine.links import undeclared_schemes
+from sessionpush.engine.policy import DEFAULT_POLICY, AppPolicy
+from sessionpush.engine.rules import CompiledLimit, CompiledRule, QuietWindow
 from sessionpush.errors import ConfigError
 from sessionpush.gateway.limits import Limits
 
@@ -47,6 +56,7 @@ __all__ = [
     "check_dev_mode_host",
     "dev_config",
     "is_loopback_origin",
+    "link_scheme_problem",
     "load_gateway_config",
 ]
 
@@ -65,6 +75,26 @@ _ORIGIN = re.compile(
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
+_PER = re.compile(r"([0-9]{1,6})(s|m|h|d)")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.\-]{0,63}")
+# What a link may never be, or is already allowed without declaring it.
+_NOT_APP_SCHEMES = frozenset(
+    {"javascript", "data", "vbscript", "file", "blob", "http", "https"}
+)
+_QUIET = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+class _CapSection(msgspec.Struct, forbid_unknown_fields=True):
+    count: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    per: Text
+
+
+class _PolicySection(msgspec.Struct, forbid_unknown_fields=True):
+    caps: list[_CapSection] = []
+    quiet_hours: Text | None = None
+    link_schemes: list[Text] = []
+
 
 class _ServerSection(msgspec.Struct, forbid_unknown_fields=True):
     trusted_proxies: list[Text] = []
@@ -76,6 +106,7 @@ class _AppSection(msgspec.Struct, forbid_unknown_fields=True):
     allowed_origins: list[Text] = []
     public_key: Text | None = None
     rules: list[Text] = []
+    policy: _PolicySection = msgspec.field(default_factory=_PolicySection)
 
 
 class _File(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,6 +127,8 @@ class AppConfig:
     allowed_origins: frozenset[str] = frozenset()
     public_key: str | None = None
     rules: tuple[str, ...] = ()
+    #: Global caps and the like, which the engine adds to every rule.
+    policy: AppPolicy = DEFAULT_POLICY
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +145,11 @@ class GatewayConfig:
     def origins(self) -> frozenset[str]:
         """Every origin some app allows: the handshake lets only these in."""
         return frozenset().union(*(app.allowed_origins for app in self.apps.values()))
+
+    @property
+    def policies(self) -> dict[str, AppPolicy]:
+        """Each app's policy, as the engine takes it (``app_policy``)."""
+        return {name: app.policy for name, app in self.apps.items()}
 
 
 def dev_config(limits: Limits | None = None) -> GatewayConfig:
@@ -193,6 +231,95 @@ def _app(path: str, base: Path, name: str, section: _AppSection) -> AppConfig:
         allowed_origins=frozenset(o.lower() for o in section.allowed_origins),
         public_key=section.public_key,
         rules=tuple(str(base / r) for r in section.rules),
+        policy=_policy(where, section.policy),
+    )
+
+
+def _policy(where: str, section: _PolicySection) -> AppPolicy:
+    return AppPolicy(
+        caps=tuple(
+            _cap(f"{where}.policy.caps[{i}]", cap) for i, cap in enumerate(section.caps)
+        ),
+        quiet=None
+        if section.quiet_hours is None
+        else _quiet(f"{where}.policy.quiet_hours", section.quiet_hours),
+        # With a config, app links are limited to the declared schemes (none
+        # unless listed); only development mode accepts any of them.
+        link_schemes=frozenset(
+            _scheme(f"{where}.policy.link_schemes[{i}]", scheme)
+            for i, scheme in enumerate(section.link_schemes)
+        ),
+    )
+
+
+def _scheme(where: str, text: str) -> str:
+    scheme = text.lower().removesuffix(":").removesuffix("://")
+    if not _SCHEME_NAME.fullmatch(scheme):
+        raise ConfigError(
+            f"{where}: {text!r} is not a URL scheme; write the name alone, "
+            "like 'shop' for shop://cart links"
+        )
+    if scheme in _NOT_APP_SCHEMES:
+        raise ConfigError(
+            f"{where}: '{scheme}' is not an app scheme: https: links are always "
+            "allowed, and http:, javascript:, data:, vbscript:, file: and blob: "
+            "never are"
+        )
+    return scheme
+
+
+def link_scheme_problem(
+    app: str, policy: AppPolicy, rules: Iterable[CompiledRule]
+) -> str | None:
+    """Why ``app`` may not run ``rules``: links whose app scheme its config
+    does not declare (``check`` cannot know the config), or None."""
+    if policy.link_schemes is None:
+        return None
+    found = undeclared_schemes(rules, policy.link_schemes)
+    if not found:
+        return None
+    listed = "".join(f"\n  {where}" for where in found)
+    return (
+        f"apps.{app}: links use app schemes that apps.{app}.policy.link_schemes "
+        f"does not declare:{listed}\nadd them to link_schemes in "
+        f'[apps.{app}.policy] (like link_schemes = ["shop"]), or link to '
+        "https: URLs or paths"
+    )
+
+
+def _quiet(where: str, text: str) -> QuietWindow:
+    """``HH:MM-HH:MM``, optionally `` drop``, as a rule's ``quiet hours``."""
+    window, _, drop = text.partition(" ")
+    match = _QUIET.fullmatch(window)
+    if match is None or drop not in ("", "drop"):
+        raise ConfigError(
+            f"{where}: {text!r} is not a quiet window; write 'HH:MM-HH:MM' in "
+            "the user's local time, like '22:00-08:00', or '22:00-08:00 drop'"
+        )
+    hours_from, minutes_from, hours_to, minutes_to = map(int, match.groups())
+    start, end = hours_from * 60 + minutes_from, hours_to * 60 + minutes_to
+    if start == end:
+        raise ConfigError(
+            f"{where}: {text!r} starts and ends at the same time, so it is empty; "
+            "leave quiet_hours out for no default quiet hours"
+        )
+    return QuietWindow(start, end, drop == "drop")
+
+
+def _cap(where: str, cap: _CapSection) -> CompiledLimit:
+    """``per`` as in a rule's ``limit``: a duration, ``day`` or ``session``."""
+    if cap.per == "session":
+        return CompiledLimit(cap.count, "session", None)
+    if cap.per == "day":
+        return CompiledLimit(cap.count, "day", None)
+    match = _PER.fullmatch(cap.per)
+    if match is None or int(match.group(1)) == 0:
+        raise ConfigError(
+            f"{where}.per: {cap.per!r} is not a window; write a duration like "
+            "'24h', '30m' or '7d', or 'day' (the user's calendar day) or 'session'"
+        )
+    return CompiledLimit(
+        cap.count, "user", int(match.group(1)) * _SECONDS[match.group(2)]
     )
 
 

@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from sessionpush.engine.calendar import TimeZoneError, check_zone
 from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine, NoSessionError
+from sessionpush.engine.session import Session
 from sessionpush.gateway.auth import (
     ANONYMOUS_PREFIX,
     CLOSE_TOKEN_EXPIRED,
@@ -500,13 +501,11 @@ async def _hello(
         _unauthorized(conn, str(exc))
         return
     try:
-        ZoneInfo(hello.device.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ProtocolError(
-            "invalid_frame",
-            f"unknown time zone {hello.device.timezone!r}: use an IANA name such "
-            "as 'Europe/Berlin' - at `$.device.timezone`",
-        ) from exc
+        # The engine reads local days, quiet hours and `at` times from this
+        # zone; an offset would be wrong for half the year, so refuse it here.
+        check_zone(hello.device.timezone)
+    except TimeZoneError as exc:
+        raise ProtocolError("invalid_frame", f"{exc} - at `$.device.timezone`") from exc
     if guard.limited:
         if not guard.per_user.acquire((hello.app, user)):
             conn.deliver(
@@ -531,17 +530,22 @@ async def _hello(
         app_version=hello.device.app_version,
         last_seen=engine.clock.now(),
     )
-    session, resumed = await engine.open(conn, device, hello.session)
+
+    def welcome(session: Session, resumed: bool) -> None:
+        # Sent by the engine before any rule of a new session can answer,
+        # so a client always hears `welcome` first.
+        conn.deliver(
+            {
+                "type": "welcome",
+                "session": session.id,
+                "resumed": resumed,
+                "heartbeat": _seconds(guard.limits.ping_interval),
+                "seq": last_applied(session),
+            }
+        )
+
+    await engine.open(conn, device, hello.session, welcome)
     _watch_expiry(conn, guard)
-    conn.deliver(
-        {
-            "type": "welcome",
-            "session": session.id,
-            "resumed": resumed,
-            "heartbeat": _seconds(guard.limits.ping_interval),
-            "seq": last_applied(session),
-        }
-    )
 
 
 def _seconds(value: float) -> float | int:

@@ -29,6 +29,7 @@ from sessionpush.dsl.parse import parse_with_diagnostics
 from sessionpush.engine.core import Engine
 from sessionpush.engine.rules import RuleSet
 from sessionpush.gateway.admin import AdminKeys, require_admin
+from sessionpush.gateway.apps import link_scheme_problem
 from sessionpush.store.base import Store, StoredRules
 from sessionpush.store.errors import StoreError
 
@@ -96,6 +97,13 @@ async def put_rules(
             f"in force:\n\n{exc.render()}\n",
             status_code=422,
         )
+    problem = _scheme_problem(engine, rules)
+    if problem is not None:
+        return PlainTextResponse(
+            f"the rule set does not fit the app config; version "
+            f"{engine.rules.version} stays in force:\n\n{problem}\n",
+            status_code=422,
+        )
     version = await engine.store.save_rules(text, engine.clock.now())
     rules.version = str(version)
     engine.set_rules(rules)
@@ -120,9 +128,31 @@ async def load_saved(store: Store, engine: Engine) -> StoredRules | None:
             exc,
         )
         return saved
+    problem = _scheme_problem(engine, rules)
+    if problem is not None:
+        # Checked against this config when saved; a process with another
+        # config (an app that declares fewer schemes) keeps its rules.
+        log.warning(
+            "stored rule set version %d does not fit the app config; keeping "
+            "version %s: %s",
+            saved.version,
+            engine.rules.version,
+            problem,
+        )
+        return saved
     engine.set_rules(rules)
     log.info("rule set version %d loaded: %d rules", saved.version, len(rules))
     return saved
+
+
+def _scheme_problem(engine: Engine, rules: RuleSet) -> str | None:
+    """The shared rule set runs for every app without rules of its own."""
+    for app, policy in engine.app_policy.items():
+        if app not in engine.app_rules:
+            problem = link_scheme_problem(app, policy, rules.rules)
+            if problem is not None:
+                return problem
+    return None
 
 
 async def follow_rules(store: Store, engine: Engine) -> None:

@@ -6,10 +6,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sessionpush.engine.clock import iso
+from sessionpush.engine.clock import iso, parse_iso
 from sessionpush.store.base import Decision
 
-__all__ = ["decision_record", "summary_table"]
+__all__ = ["decision_from_record", "decision_record", "summary_table"]
 
 
 def decision_record(decision: Decision) -> dict[str, Any]:
@@ -28,6 +28,23 @@ def decision_record(decision: Decision) -> dict[str, Any]:
     if decision.message is not None:
         record["message"] = decision.message
     return record
+
+
+def decision_from_record(record: dict[str, Any]) -> Decision:
+    """The decision a :func:`decision_record` was made from."""
+    message = record.get("message")
+    return Decision(
+        app=str(record["app"]),
+        rule=str(record["rule"]),
+        user=str(record["user"]),
+        session=str(record["session"]),
+        decision=str(record["decision"]),
+        reason=str(record["reason"]),
+        at=parse_iso(str(record["at"])),
+        channel=str(record["channel"]),
+        triggered_at=parse_iso(str(record["triggered_at"])),
+        message=message if isinstance(message, dict) else None,
+    )
 
 
 def summary_table(outcomes: Iterable[tuple[str, str]], rules: Iterable[str]) -> str:

@@ -27,11 +27,12 @@ from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine
 from sessionpush.engine.rules import RuleSet
 from sessionpush.replay.formats import RecordedEvent
+from sessionpush.report.outcomes import Report, build_report
 from sessionpush.store.base import Decision, Device
 from sessionpush.store.sqlite import SQLiteStore
 from sessionpush.transports.outbox import Outbox
 
-__all__ = ["REPLAY_APP", "replay_in_process", "replay_via"]
+__all__ = ["REPLAY_APP", "replay_in_process", "replay_measured", "replay_via"]
 
 REPLAY_APP = "default"
 
@@ -76,6 +77,15 @@ async def replay_in_process(
     rules: RuleSet, events: Sequence[RecordedEvent], outbox: str | None = None
 ) -> list[Decision]:
     """Replay ``events`` through a fresh engine and return its decisions."""
+    decisions, _ = await replay_measured(rules, events, outbox)
+    return decisions
+
+
+async def replay_measured(
+    rules: RuleSet, events: Sequence[RecordedEvent], outbox: str | None = None
+) -> tuple[list[Decision], Report]:
+    """Replay ``events`` through a fresh engine: its decisions and the report
+    of the rule set over them (funnels, conversions, lift)."""
     store = SQLiteStore(":memory:")
     await store.open()
     sink = Outbox(outbox)
@@ -96,7 +106,15 @@ async def replay_in_process(
             if last[key] == i:
                 await engine.detach(peers.pop(key))
         await engine.drain()
-        return await store.decisions()
+        decisions = await store.decisions()
+        report = build_report(
+            rules.rules,
+            decisions,
+            await store.goals(),
+            await store.outcomes(),
+            rules_version=rules.version,
+        )
+        return decisions, report
     finally:
         await sink.close()
         await store.close()

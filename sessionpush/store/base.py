@@ -41,7 +41,6 @@ __all__ = [
     "Subscription",
     "UserProfile",
     "send_key_prefix",
-    "session_cap_prefix",
     "user_cap_prefix",
 ]
 
@@ -200,14 +199,9 @@ class GoalEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def user_cap_prefix(app: str, user: str) -> str:
-    """The start of every per-user cap key of ``user`` (see
+    """The start of every cap key of ``user``, per-session ones too (see
     ``engine.rules.Limit.key``; a test keeps the two in step)."""
     return f"{app}\x1fu\x1f{user}\x1f"
-
-
-def session_cap_prefix(app: str, session: str) -> str:
-    """The start of every per-session cap key of ``session``."""
-    return f"{app}\x1fs\x1f{session}\x1f"
 
 
 def send_key_prefix(app: str, user: str) -> str:

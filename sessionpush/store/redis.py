@@ -15,7 +15,13 @@ limits how far ahead a timer may be. :meth:`RedisStore.finish` is the
 fence: it settles a timer for the newest claimant only, once, and leaves an
 idempotency key behind.
 
-Decisions go to a Redis Stream (``XADD``) in the order processes make them.
+Decisions, delivery outcomes and goal events go to one Redis Stream each
+(``XADD``), in the order processes record them.
+
+:meth:`RedisStore.erase_user` finds what a user left behind by key
+pattern (``SCAN``), by reading the streams, and by message id; it erases
+each hash slot in one script, but not all slots at once (see
+``docs/deploy.md``, Known limitations).
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -37,20 +43,30 @@ from sessionpush.store import redis_scripts as lua
 from sessionpush.store.base import (
     Claim,
     Decision,
+    DeliveryOutcome,
     Device,
+    ErasureReport,
+    GoalEvent,
     PendingTimer,
+    SentMessage,
     StoredRules,
     Subscription,
     UserProfile,
+    send_key_prefix,
+    user_cap_prefix,
 )
 from sessionpush.store.errors import StoreError
-from sessionpush.store.redis_keys import Keys, TimerQueue
+from sessionpush.store.redis_keys import Keys, TimerQueue, hash_tag, starting_with
 
 __all__ = ["RedisStore"]
 
 logger = logging.getLogger("sessionpush.store")
 
+_T = TypeVar("_T")
+
 _US = "\x1f"
+# How many stream entries one XRANGE reads while listing a log.
+_PAGE = 1000
 # A settled timer's idempotency key outlives any lease and any retry.
 _SENT_TTL = 7 * 24 * 3600
 # A per-session cap has no window; a session never lasts this long.
@@ -59,7 +75,47 @@ _SESSION_CAP_TTL = 30 * 24 * 3600
 _timer_decoder = msgspec.json.Decoder(PendingTimer)
 _decision_decoder = msgspec.json.Decoder(Decision)
 _device_decoder = msgspec.json.Decoder(Device)
+_subscription_decoder = msgspec.json.Decoder(Subscription)
+_message_decoder = msgspec.json.Decoder(SentMessage)
+_outcome_decoder = msgspec.json.Decoder(DeliveryOutcome)
+_goal_decoder = msgspec.json.Decoder(GoalEvent)
 _any_decoder = msgspec.json.Decoder()
+
+
+class _Owned(msgspec.Struct):
+    """The fields that say whose a stored record is; the rest is skipped."""
+
+    app: str
+    user: str
+
+
+_owned_decoder = msgspec.json.Decoder(_Owned)
+_Logged = Decision | DeliveryOutcome | GoalEvent
+# The kinds of ErasureReport.removed, in the order the SQLite store counts.
+_ERASED_KINDS = (
+    "send_keys",
+    "caps",
+    "profile",
+    "devices",
+    "subscriptions",
+    "timers",
+    "suppressions",
+    "decisions",
+    "messages",
+    "outcomes",
+    "goals",
+)
+# The user's keys in their own slot, in the order ERASE_KEYS reports them.
+_USER_KEYS = (
+    "profile",
+    "attrs",
+    "devices",
+    "subs",
+    "suborder",
+    "subseq",
+    "suboff",
+    "supp",
+)
 
 
 class RedisStore:
@@ -143,7 +199,11 @@ class RedisStore:
             ) from exc
 
     async def _run(
-        self, action: str, script: str, keys: Sequence[str], args: Sequence[Any]
+        self,
+        action: str,
+        script: str,
+        keys: Sequence[str | bytes],
+        args: Sequence[Any],
     ) -> Any:
         self._redis()
         with self._errors(action):
@@ -208,9 +268,12 @@ class RedisStore:
             )
 
     async def add_subscription(self, subscription: Subscription) -> None:
-        """Add or replace the subscription of one device on one channel."""
+        """Add or replace the subscription of one device on one channel.
+
+        A replaced subscription keeps its place in :meth:`subscriptions`,
+        and a disabled one is enabled again.
+        """
         app, user = subscription.app, subscription.user
-        field = f"{subscription.device_id}{_US}{subscription.channel}"
         await self._run(
             "save a subscription",
             "ADD_SUBSCRIPTION",
@@ -218,22 +281,98 @@ class RedisStore:
                 self.keys.user(app, user, "subs"),
                 self.keys.user(app, user, "suborder"),
                 self.keys.user(app, user, "subseq"),
+                self.keys.user(app, user, "suboff"),
             ],
-            [field, _encode(subscription, "subscription data")],
+            [
+                _subscription_field(subscription.device_id, subscription.channel),
+                _encode(subscription, "subscription data"),
+            ],
         )
 
     async def subscriptions(self, app: str, user: str) -> list[Subscription]:
-        """The user's subscriptions, in the order they were first added."""
-        pipe = self._redis().pipeline(transaction=False)
+        """The user's enabled subscriptions, in the order first added."""
+        return [
+            sub
+            for sub, reason in await self._all_subscriptions(app, user)
+            if reason is None
+        ]
+
+    async def disabled_subscriptions(
+        self, app: str, user: str
+    ) -> list[tuple[Subscription, str]]:
+        """The user's disabled subscriptions with the reason, oldest first."""
+        return [
+            (sub, reason)
+            for sub, reason in await self._all_subscriptions(app, user)
+            if reason is not None
+        ]
+
+    async def _all_subscriptions(
+        self, app: str, user: str
+    ) -> list[tuple[Subscription, str | None]]:
+        """Every subscription in the order first added, with the reason it
+        was disabled or ``None``."""
+        # MULTI, not a plain pipeline: the three keys are read as of one
+        # instant, so a subscription enabled meanwhile is not listed with
+        # its old reason.
+        pipe = self._redis().pipeline(transaction=True)
         pipe.zrange(self.keys.user(app, user, "suborder"), 0, -1)
         pipe.hgetall(self.keys.user(app, user, "subs"))
+        pipe.hgetall(self.keys.user(app, user, "suboff"))
         with self._errors("read subscriptions"):
-            order, subs = await pipe.execute()
+            order, subs, off = await pipe.execute()
         return [
-            msgspec.json.decode(subs[field], type=Subscription)
+            (
+                _subscription_decoder.decode(subs[field]),
+                off[field].decode() if field in off else None,
+            )
             for field in order
             if field in subs
         ]
+
+    async def remove_subscription(
+        self, app: str, user: str, device_id: str, channel: str, address: str
+    ) -> bool:
+        """Delete the subscription if its endpoint or token is ``address``."""
+        removed = await self._run(
+            "remove a subscription",
+            "REMOVE_SUBSCRIPTION",
+            [
+                self.keys.user(app, user, "subs"),
+                self.keys.user(app, user, "suborder"),
+                self.keys.user(app, user, "suboff"),
+            ],
+            [_subscription_field(device_id, channel), address],
+        )
+        return bool(removed)
+
+    async def disable_subscription(
+        self,
+        app: str,
+        user: str,
+        device_id: str,
+        channel: str,
+        address: str,
+        reason: str,
+        registered_before: float | None = None,
+    ) -> bool:
+        """Disable the subscription if it still has ``address`` and, with
+        ``registered_before``, was registered at or before that time."""
+        disabled = await self._run(
+            "disable a subscription",
+            "DISABLE_SUBSCRIPTION",
+            [
+                self.keys.user(app, user, "subs"),
+                self.keys.user(app, user, "suboff"),
+            ],
+            [
+                _subscription_field(device_id, channel),
+                address,
+                reason,
+                "" if registered_before is None else repr(registered_before),
+            ],
+        )
+        return bool(disabled)
 
     # caps
 
@@ -377,6 +516,56 @@ class RedisStore:
             pairs += [(raw, int(seqs.get(tid, 0))) for tid, raw in data.items()]
         return _in_order(pairs)
 
+    # delivery
+
+    async def claim_send(self, key: str, message_id: str, at: float) -> str | None:
+        """Claim ``key`` for ``message_id``; the earlier owner's id if taken.
+
+        The key never expires, as in the SQLite store: a trigger replayed
+        any time later is still recognised.
+        """
+        owner: bytes | None = await self._run(
+            "claim an idempotency key",
+            "CLAIM_SEND",
+            [self.keys.send(key)],
+            [message_id, repr(at)],
+        )
+        return None if owner is None else owner.decode()
+
+    async def record_message(self, message: SentMessage) -> None:
+        """Keep a sent message (its link answers ``GET /r/{id}``); the same
+        id again replaces it."""
+        with self._errors("record a message"):
+            await self._redis().set(
+                self.keys.message(message.id), _encode(message, "message")
+            )
+
+    async def sent_message(self, message_id: str) -> SentMessage | None:
+        with self._errors("read a message"):
+            raw = await self._redis().get(self.keys.message(message_id))
+        return None if raw is None else _message_decoder.decode(raw)
+
+    async def record_outcome(self, outcome: DeliveryOutcome) -> None:
+        """Append one delivery outcome to the outcome stream."""
+        payload = _encode(outcome, "delivery outcome")
+        with self._errors("record an outcome"):
+            await self._redis().xadd(self.keys.outcomes, {"d": payload})
+
+    async def outcomes(
+        self, message_id: str | None = None, app: str | None = None
+    ) -> list[DeliveryOutcome]:
+        """Recorded outcomes, of one message or one app, in the order the
+        stream received them."""
+        return await self._read_log(
+            "list outcomes",
+            self.keys.outcomes,
+            _outcome_decoder.decode,
+            lambda item: (
+                (message_id is None or item.message_id == message_id)
+                and (app is None or item.app == app)
+            ),
+        )
+
     async def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
         """Take up to ``limit`` due timers for ``lease`` seconds.
 
@@ -498,21 +687,279 @@ class RedisStore:
         self, app: str | None = None, user: str | None = None
     ) -> list[Decision]:
         """Recorded decisions in the order the stream received them."""
-        found: list[Decision] = []
-        start = "-"
+        return await self._read_log(
+            "list decisions",
+            self.keys.decisions,
+            _decision_decoder.decode,
+            lambda item: (
+                (app is None or item.app == app) and (user is None or item.user == user)
+            ),
+        )
+
+    # goals
+
+    async def record_goal(self, goal: GoalEvent) -> None:
+        """Append one goal event to the goal stream."""
+        payload = _encode(goal, "goal event")
+        with self._errors("record a goal"):
+            await self._redis().xadd(self.keys.goals, {"d": payload})
+
+    async def goals(
+        self, app: str | None = None, rule: str | None = None
+    ) -> list[GoalEvent]:
+        """Recorded goal events in the order the stream received them."""
+        return await self._read_log(
+            "list goals",
+            self.keys.goals,
+            _goal_decoder.decode,
+            lambda item: (
+                (app is None or item.app == app) and (rule is None or item.rule == rule)
+            ),
+        )
+
+    async def _read_log(
+        self,
+        action: str,
+        stream: str,
+        decode: Callable[[bytes], _T],
+        wanted: Callable[[_T], bool],
+    ) -> list[_T]:
+        """Every entry of ``stream`` that is ``wanted``, oldest first.
+
+        The stream is read whole, a page at a time, and filtered here: the
+        logs are for reports and tests, not for the path of a send.
+        """
+        entries, _ = await self._find_in_log(action, stream, decode, wanted)
+        return [item for _, item in entries]
+
+    async def _find_in_log(
+        self,
+        action: str,
+        stream: str,
+        decode: Callable[[bytes], _T],
+        wanted: Callable[[_T], bool],
+        after: str = "-",
+    ) -> tuple[list[tuple[bytes, _T]], str]:
+        """The ``wanted`` entries of ``stream`` with their ids, and where the
+        reading stopped (the ``after`` of a later read of what came since)."""
+        found: list[tuple[bytes, _T]] = []
+        start = after
         client = self._redis()
         while True:
-            with self._errors("list decisions"):
-                batch: Any = await client.xrange(self.keys.decisions, start, "+", 1000)
-            for _, fields in batch:
-                item = _decision_decoder.decode(fields[b"d"])
-                if (app is None or item.app == app) and (
-                    user is None or item.user == user
-                ):
-                    found.append(item)
-            if len(batch) < 1000:
-                return found
-            start = "(" + batch[-1][0].decode()
+            with self._errors(action):
+                batch: Any = await client.xrange(stream, start, "+", _PAGE)
+            for entry_id, fields in batch:
+                item = decode(fields[b"d"])
+                if wanted(item):
+                    found.append((entry_id, item))
+            if batch:
+                start = "(" + batch[-1][0].decode()
+            if len(batch) < _PAGE:
+                return found, start
+
+    # erasure
+
+    async def erase_user(self, app: str, user: str) -> ErasureReport:
+        """Remove everything kept about one user; see
+        :meth:`sessionpush.store.base.Store.erase_user`.
+
+        The cost is O(size of the three streams) plus a ``SCAN`` of the
+        keyspace per key pattern: the streams are read whole (they are not
+        indexed by user), and a sent message is found by its id only, so
+        the ids come from the user's idempotency keys and outcomes. Erasure
+        is rare and admin-only; nothing on the path of a send pays for it.
+
+        Each hash slot (the user's, the user's caps, the user's timer
+        shard, each message) is erased in one script, but the slots one
+        after another. The streams, which name the user's messages, go
+        last, so that an erasure cut short and run again still
+        finds what is left.
+        """
+        keys = self.keys
+
+        def theirs(item: _Logged) -> bool:
+            return item.app == app and item.user == user
+
+        logs: dict[str, tuple[str, Callable[[bytes], _Logged]]] = {
+            "decisions": (keys.decisions, _decision_decoder.decode),
+            "outcomes": (keys.outcomes, _outcome_decoder.decode),
+            "goals": (keys.goals, _goal_decoder.decode),
+        }
+        entries: dict[str, list[bytes]] = {}
+        read_to: dict[str, str] = {}
+        message_ids: set[str] = set()
+        for kind, (stream, decode) in logs.items():
+            found, read_to[kind] = await self._find_in_log(
+                "erase a user", stream, decode, theirs
+            )
+            entries[kind] = [entry_id for entry_id, _ in found]
+            for _, item in found:
+                if isinstance(item, DeliveryOutcome):
+                    message_ids.add(item.message_id)
+
+        # Every send of the user claimed a key in their slot first
+        # (transports.queue), naming its message: the messages of sends
+        # without an outcome are found too.
+        user_sends = await self._scan(
+            starting_with(keys.send(send_key_prefix(app, user)))
+        )
+        other_sends = await self._scan(keys.other_sends())
+        owners = await self._send_owners(user_sends + other_sends)
+        message_ids.update(owner for owner in owners[: len(user_sends)] if owner)
+        removed = dict.fromkeys(_ERASED_KINDS, 0)
+
+        owned = await self._erase_messages(app, user, sorted(message_ids))
+        removed["messages"] = len(owned)
+        # Keys in a slot of their own go with the message they claimed, as
+        # in the SQLite store; each is one key, so DEL is atomic enough.
+        foreign = [
+            key
+            for key, owner in zip(other_sends, owners[len(user_sends) :], strict=True)
+            if owner in owned
+        ]
+        removed["send_keys"] += await self._delete_each(foreign)
+
+        removed["timers"], _ = await self._erase_timers(app, user, message_ids)
+        removed["caps"] = await self._erase_caps(app, user)
+
+        # The user's own slot last but the streams: one script, so a reader
+        # sees the profile, subscriptions and idempotency keys whole or gone.
+        own: list[str | bytes] = [keys.user(app, user, what) for what in _USER_KEYS]
+        sizes = await self._run("erase a user", "ERASE_KEYS", [*own, *user_sends], [])
+        found_in = dict(zip(_USER_KEYS, sizes, strict=False))
+        removed["profile"] = int(bool(found_in["profile"] or found_in["attrs"]))
+        removed["devices"] = found_in["devices"]
+        removed["subscriptions"] = found_in["subs"]
+        removed["suppressions"] = found_in["supp"]
+        removed["send_keys"] += sum(1 for size in sizes[len(own) :] if size)
+
+        for kind, (stream, decode) in logs.items():
+            # What was appended while the rest went (an outcome of a
+            # delivery still in flight) goes too.
+            late, _ = await self._find_in_log(
+                "erase a user", stream, decode, theirs, after=read_to[kind]
+            )
+            ids = entries[kind] + [entry_id for entry_id, _ in late]
+            removed[kind] = await self._delete_entries(stream, ids)
+        # The user id stays out of the log: it is what was just erased.
+        logger.info(
+            "erased a user of app %s: %d keys and entries",
+            app,
+            sum(removed.values()),
+        )
+        return ErasureReport(app=app, user=user, removed=removed)
+
+    async def _erase_timers(
+        self, app: str, user: str, message_ids: set[str]
+    ) -> tuple[int, set[str]]:
+        """Erase the user's timers from their shard in one script; how many
+        were pending, and their sessions."""
+        queue = self._queue(app, user)
+        indexes = await self._scan(starting_with(queue.by_rule(app, user, "")))
+        timer_keys: list[str | bytes] = [
+            queue.due,
+            queue.data,
+            queue.tokens,
+            queue.seqs,
+            *indexes,
+        ]
+        # A timer's message has the timer's id, so the idempotency key its
+        # settling left is named by a message id.
+        timer_keys += [queue.sent(mid) for mid in sorted(message_ids)]
+        erased = await self._run(
+            "erase a user's timers",
+            "ERASE_TIMERS",
+            timer_keys,
+            [app, user, len(indexes)],
+        )
+        return int(erased[0]), {session.decode() for session in erased[1:]}
+
+    async def _erase_caps(self, app: str, user: str) -> int:
+        """Erase the user's caps, one script per slot; how many counted
+        sends went.
+
+        Every cap key of a user, per-session ones too, starts with the
+        prefix of ``store.base``; the keys are grouped by the slot they are
+        in, so one script never spans two slots.
+        """
+        caps = set(
+            await self._scan(starting_with(self.keys.cap(user_cap_prefix(app, user))))
+        )
+        by_slot: dict[bytes, list[str | bytes]] = {}
+        for key in sorted(caps):
+            by_slot.setdefault(hash_tag(key), []).append(key)
+        counted = 0
+        for slot_keys in by_slot.values():
+            sizes = await self._run("erase a user's caps", "ERASE_KEYS", slot_keys, [])
+            counted += sum(sizes)
+        return counted
+
+    async def _scan(self, pattern: str) -> list[bytes]:
+        """Every key matching ``pattern``, by ``SCAN`` in pages (never
+        ``KEYS``, which would block the server for the whole keyspace)."""
+        with self._errors("look for a user's keys"):
+            return [
+                key async for key in self._redis().scan_iter(match=pattern, count=_PAGE)
+            ]
+
+    async def _send_owners(self, send_keys: list[bytes]) -> list[str]:
+        """The message id each idempotency key names ('' when gone)."""
+        pipe = self._redis().pipeline(transaction=False)
+        for key in send_keys:
+            pipe.hget(key, "message_id")
+        with self._errors("read idempotency keys"):
+            owners = await pipe.execute() if send_keys else []
+        return [owner.decode() if owner else "" for owner in owners]
+
+    async def _erase_messages(
+        self, app: str, user: str, message_ids: list[str]
+    ) -> set[str]:
+        """Delete those of the messages that are the user's; their ids.
+
+        Each message is a slot of its own; a message is written once, so
+        reading it and deleting it in two steps races with nothing.
+        """
+        client = self._redis()
+        pipe = client.pipeline(transaction=False)
+        for message_id in message_ids:
+            pipe.get(self.keys.message(message_id))
+        with self._errors("read a user's messages"):
+            stored = await pipe.execute() if message_ids else []
+        owned = set()
+        for message_id, raw in zip(message_ids, stored, strict=True):
+            if raw is None:
+                continue
+            who = _owned_decoder.decode(raw)
+            if (who.app, who.user) == (app, user):
+                owned.add(message_id)
+        await self._delete_each([self.keys.message(mid) for mid in sorted(owned)])
+        return owned
+
+    async def _delete_each(self, keys: Sequence[str | bytes]) -> int:
+        """Delete keys of different slots, one command each; how many were
+        there."""
+        if not keys:
+            return 0
+        pipe = self._redis().pipeline(transaction=False)
+        for key in keys:
+            pipe.delete(key)
+        with self._errors("erase a user"):
+            deleted = await pipe.execute()
+        return sum(deleted)
+
+    async def _delete_entries(self, stream: str, entry_ids: list[bytes]) -> int:
+        """``XDEL`` the entries, a page at a time; how many were there."""
+        deleted = 0
+        client = self._redis()
+        for start in range(0, len(entry_ids), _PAGE):
+            with self._errors("erase a user's log entries"):
+                deleted += await client.xdel(stream, *entry_ids[start : start + _PAGE])
+        return deleted
+
+
+def _subscription_field(device_id: str, channel: str) -> str:
+    """A subscription's field in the user's subscription hashes."""
+    return f"{device_id}{_US}{channel}"
 
 
 def _in_order(pairs: list[tuple[bytes, int]]) -> list[PendingTimer]:

@@ -5,16 +5,19 @@ hashes only the part of a key between the first ``{`` and the next ``}``
 (the hash tag). So every key that one atomic step touches carries the same
 tag:
 
-- a user's profile, devices, subscriptions and ``unless`` marks:
-  ``{u:APP<US>USER}``, one slot per user;
-- cap counters: the app, kind and owner of the cap key the engine builds
-  (``APP<US>u<US>USER`` or ``APP<US>s<US>SESSION``), so that every cap of one
-  user (or session) is in one slot and taken atomically across devices;
+- a user's profile, devices, subscriptions (enabled or not), ``unless``
+  marks and idempotency keys: ``{u:APP<US>USER}``, one slot per user;
+- cap counters: the first three parts of the cap key the engine builds
+  (``APP<US>u<US>USER``, which every cap key starts with, per-session caps
+  too), so that every cap of one user is in one slot and the caps of one
+  send are taken atomically across devices;
 - timers: one of ``shards`` timer queues ``{t:N}``, chosen by a hash of the
   user, so that a user's timers, their due index, their cancel index and
   their idempotency keys are in one slot while the queues spread over the
   cluster;
-- the decision stream and the rule set: one key each.
+- a sent message: ``{m:ID}``, found by its id alone (a click names only
+  the id);
+- the decision, outcome and goal streams and the rule set: one key each.
 
 ``<US>`` is the unit separator ``\\x1f``, which the engine's own keys use.
 """
@@ -23,9 +26,34 @@ from __future__ import annotations
 
 import zlib
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "TimerQueue", "hash_tag", "starting_with"]
 
 _US = "\x1f"
+# What SCAN MATCH reads as glob syntax (Redis util.c stringmatchlen).
+_GLOB = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+
+
+def starting_with(start: str) -> str:
+    """A SCAN MATCH pattern for every key that starts with ``start``.
+
+    App and user ids may hold ``*``, ``?`` or ``[``: escaped, they match
+    only themselves, so erasing user ``a*`` never matches user ``ab``.
+    """
+    return _literal(start) + "*"
+
+
+def _literal(text: str) -> str:
+    return text.translate(_GLOB)
+
+
+def hash_tag(key: bytes) -> bytes:
+    """The part of ``key`` that Redis Cluster hashes: keys with the same tag
+    share a slot and may go into one script."""
+    start = key.find(b"{")
+    end = key.find(b"}", start + 1)
+    if start < 0 or end <= start + 1:
+        return key
+    return key[start + 1 : end]
 
 
 class Keys:
@@ -35,14 +63,40 @@ class Keys:
         self.prefix = prefix
         self.shards = shards
         self.decisions = f"{prefix}:decisions"
+        self.outcomes = f"{prefix}:outcomes"
+        self.goals = f"{prefix}:goals"
         self.rules = f"{prefix}:rules"
         self.rules_channel = f"{prefix}:rules:changed"
 
     # users
 
     def user(self, app: str, user: str, what: str) -> str:
-        """``profile``, ``devices``, ``subs``, ``subseq`` or ``supp``."""
+        """``profile``, ``attrs``, ``devices``, ``subs``, ``suborder``,
+        ``subseq``, ``suboff`` (disabled: reason by subscription) or
+        ``supp``."""
         return f"{self.prefix}:{{u:{app}{_US}{user}}}:{what}"
+
+    # delivery
+
+    def send(self, key: str) -> str:
+        """The hash behind one idempotency key.
+
+        The engine's keys start with ``APP<US>USER<US>``
+        (``transports.queue.idempotency_key``), so the key joins that user's
+        slot; any other key gets a slot of its own.
+        """
+        parts = key.split(_US, 2)
+        tag = f"u:{_US.join(parts[:2])}" if len(parts) == 3 else f"k:{key}"
+        return f"{self.prefix}:{{{tag}}}:send:{key}"
+
+    def other_sends(self) -> str:
+        """A SCAN MATCH pattern for the idempotency keys in a slot of their
+        own: keys not built by the engine, so not named after a user."""
+        return f"{_literal(self.prefix)}:{{k:*}}:send:*"
+
+    def message(self, message_id: str) -> str:
+        """A sent message as JSON, read back when its link is clicked."""
+        return f"{self.prefix}:{{m:{message_id}}}:msg"
 
     # caps
 

@@ -19,9 +19,14 @@ __all__ = [
     "CANCEL_TIMERS",
     "CAP_TAKE_ALL",
     "CLAIM_DUE",
+    "CLAIM_SEND",
     "CLAIM_TIMER",
+    "DISABLE_SUBSCRIPTION",
+    "ERASE_KEYS",
+    "ERASE_TIMERS",
     "FINISH",
     "MARK_SUPPRESSED",
+    "REMOVE_SUBSCRIPTION",
     "SAVE_RULES",
 ]
 
@@ -158,15 +163,85 @@ end
 return 1
 """
 
-# KEYS: subscriptions hash, order zset, order counter
+# KEYS: subscriptions hash, order zset, order counter, disabled hash
 # ARGV: field (device, channel), subscription JSON
-# A replaced subscription keeps its place in the list.
+# A replaced subscription keeps its place in the list; registering again
+# is what enables a disabled one.
 ADD_SUBSCRIPTION = """
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return 1
+"""
+
+# The stored subscription if its address is still ARGV[2], else nil. The
+# address is Subscription.address: the endpoint, else the token, else ''.
+# The gateway stores both as strings (transports/subscriptions.py), and
+# for strings Python's `or` chain and this one agree.
+_STORED_AT_ADDRESS = """
+local function stored_at(json, address)
+  if not json then return nil end
+  local sub = cjson.decode(json)
+  local data = sub['data'] or {}
+  local found = ''
+  for _, name in ipairs({'endpoint', 'token'}) do
+    local value = data[name]
+    if type(value) == 'string' and value ~= '' then
+      found = value
+      break
+    end
+  end
+  if found ~= address then return nil end
+  return sub
+end
+"""
+
+# KEYS: subscriptions hash, order zset, disabled hash
+# ARGV: field (device, channel), address
+# Returns 1 if deleted: a late answer about an old address deletes nothing.
+REMOVE_SUBSCRIPTION = (
+    _STORED_AT_ADDRESS
+    + """
+if not stored_at(redis.call('HGET', KEYS[1], ARGV[1]), ARGV[2]) then
+  return 0
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+)
+
+# KEYS: subscriptions hash, disabled hash
+# ARGV: field (device, channel), address, reason, registered_before ('' for
+# none)
+# Returns 1 if disabled. A subscription registered after registered_before
+# stays: the provider's answer was about the registration before it.
+DISABLE_SUBSCRIPTION = (
+    _STORED_AT_ADDRESS
+    + """
+local sub = stored_at(redis.call('HGET', KEYS[1], ARGV[1]), ARGV[2])
+if not sub then return 0 end
+if ARGV[4] ~= '' and tonumber(sub['created_at']) > tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+)
+
+# KEYS: the idempotency key's hash
+# ARGV: message id, at
+# Returns nil when the key was free and is now this message's, else the id
+# of the message that claimed it first.
+CLAIM_SEND = """
+if redis.call('HSETNX', KEYS[1], 'message_id', ARGV[1]) == 0 then
+  return redis.call('HGET', KEYS[1], 'message_id')
+end
+redis.call('HSET', KEYS[1], 'at', ARGV[2])
+return false
 """
 
 # KEYS: the rule set hash
@@ -177,4 +252,60 @@ local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('HSET', KEYS[1], 'source', ARGV[1], 'saved_at', ARGV[2])
 redis.call('PUBLISH', ARGV[3], version)
 return version
+"""
+
+# KEYS: keys of one hash slot (one user's, or one cap owner's)
+# Returns the size of each key before it went: fields of a hash, members of
+# a sorted set, 1 for a string, 0 for none. Deleting them in one script
+# means no reader sees half a profile, and a send counted meanwhile is
+# either in the count or waits until the keys are gone.
+ERASE_KEYS = """
+local sizes = {}
+for i, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  local size = 0
+  if kind == 'hash' then
+    size = redis.call('HLEN', key)
+  elseif kind == 'zset' then
+    size = redis.call('ZCARD', key)
+  elseif kind ~= 'none' then
+    size = 1
+  end
+  redis.call('DEL', key)
+  sizes[i] = size
+end
+return sizes
+"""
+
+# KEYS: due, data, tokens, seqs, then ARGV[3] cancel indexes of the user,
+# then idempotency keys of settled timers (``sent``)
+# ARGV: app, user, how many cancel indexes
+# Returns [how many timers went, session, session, ...]. Every id in the
+# user's cancel indexes goes from every index of the shard, claimed or not
+# (a claimant then fails its fence); an id whose stored timer now belongs
+# to someone else (an id added again with another user) stays theirs.
+ERASE_TIMERS = """
+local last_index = 4 + tonumber(ARGV[3])
+local out = {0}
+for i = 5, last_index do
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do
+    local data = redis.call('HGET', KEYS[2], id)
+    if data then
+      local timer = cjson.decode(data)
+      if timer['app'] == ARGV[1] and timer['user'] == ARGV[2] then
+        out[1] = out[1] + 1
+        out[#out + 1] = timer['session']
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('HDEL', KEYS[2], id)
+        redis.call('HDEL', KEYS[3], id)
+        redis.call('HDEL', KEYS[4], id)
+      end
+    end
+  end
+  redis.call('DEL', KEYS[i])
+end
+for i = last_index + 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return out
 """

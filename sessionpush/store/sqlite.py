@@ -50,7 +50,6 @@ from sessionpush.store.base import (
     Subscription,
     UserProfile,
     send_key_prefix,
-    session_cap_prefix,
     user_cap_prefix,
 )
 from sessionpush.store.errors import StoreError
@@ -1076,16 +1075,6 @@ class SQLiteStore:
                     removed.get(kind, 0) + conn.execute(sql, params).rowcount
                 )
 
-            # The user's sessions are known only from what they left behind;
-            # read them before those rows go, for the per-session caps.
-            sessions = {
-                row[0]
-                for table in ("decisions", "timers")
-                for row in conn.execute(
-                    f"SELECT DISTINCT session FROM {table} WHERE app = ? AND user = ?",
-                    who,
-                )
-            }
             delete(
                 "send_keys",
                 "DELETE FROM send_keys WHERE message_id IN"
@@ -1097,14 +1086,13 @@ class SQLiteStore:
                 "DELETE FROM send_keys WHERE substr(key, 1, ?) = ?",
                 (len(prefix), prefix),
             )
-            for prefix in [user_cap_prefix(app, user)] + [
-                session_cap_prefix(app, s) for s in sorted(sessions)
-            ]:
-                delete(
-                    "caps",
-                    "DELETE FROM cap_events WHERE substr(key, 1, ?) = ?",
-                    (len(prefix), prefix),
-                )
+            # Every cap key of a user, per-session ones too, starts with it.
+            prefix = user_cap_prefix(app, user)
+            delete(
+                "caps",
+                "DELETE FROM cap_events WHERE substr(key, 1, ?) = ?",
+                (len(prefix), prefix),
+            )
             for kind, table in (
                 ("profile", "users"),
                 ("devices", "devices"),

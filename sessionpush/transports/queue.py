@@ -86,6 +86,9 @@ class DeliveryQueue:
         self.click_base = click_base.rstrip("/") if click_base else None
         self._slots = {name: asyncio.Semaphore(concurrency) for name in transports}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Called with every outcome and the seconds since its message was
+        #: created (the gateway's delivery latency metrics).
+        self.listeners: list[Callable[[DeliveryOutcome, float], None]] = []
 
     async def submit(
         self, message: OutboundMessage, targets: list[Subscription], key: str
@@ -221,18 +224,19 @@ class DeliveryQueue:
         reason: str,
         retry_at: float | None = None,
     ) -> None:
-        await self.store.record_outcome(
-            DeliveryOutcome(
-                message_id=message.id,
-                app=message.app,
-                user=message.user,
-                rule=message.rule,
-                channel=target.channel,
-                outcome=outcome,
-                at=self.clock.now(),
-                device_id=target.device_id,
-                reason=reason,
-                retry_at=retry_at,
-            )
+        record = DeliveryOutcome(
+            message_id=message.id,
+            app=message.app,
+            user=message.user,
+            rule=message.rule,
+            channel=target.channel,
+            outcome=outcome,
+            at=self.clock.now(),
+            device_id=target.device_id,
+            reason=reason,
+            retry_at=retry_at,
         )
+        await self.store.record_outcome(record)
+        for listener in self.listeners:
+            listener(record, record.at - message.at)
         log.debug("%s %s to %s: %s", message.id, outcome, target.device_id, reason)

@@ -205,10 +205,18 @@ def test_event_paths_are_refused_when_the_session_ends(path: str) -> None:
         in_rule(f'when session ends where {path} > 3 push {{ title "a" }}')
     )
     assert message == (
-        "'event.price' reads the event being matched, but this trigger matches no event"
+        "'event.price' reads the event being matched, but 'when session ends' "
+        "matches no event"
     )
     assert hint == (
         "test the session instead, like: session has cart, or session.events > 3"
+    )
+
+
+def test_an_event_path_under_idle_names_the_idle_trigger() -> None:
+    message, _, _ = only(in_rule('when idle 5m where price > 3 push { title "a" }'))
+    assert message == (
+        "'event.price' reads the event being matched, but 'when idle' matches no event"
     )
 
 
@@ -216,7 +224,7 @@ def test_last_is_refused_in_a_session_end_condition() -> None:
     assert only(
         in_rule('when session ends where last(cart).price > 3 push { title "a" }')
     ) == (
-        "'last(cart).price' cannot be used in 'when session ends where'",
+        "'last(cart).price' cannot be used in the 'where' of 'when session ends'",
         "test the session with: session has cart; last(...) is for templates",
         (2, 29, 45),
     )

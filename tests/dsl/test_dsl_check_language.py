@@ -60,11 +60,9 @@ def test_a_collapse_key_over_64_bytes_is_an_error() -> None:
     assert message == "a collapse key of 65 bytes is over the 64 bytes APNs takes"
 
 
-def test_an_absence_longer_than_the_idle_timeout_is_a_warning() -> None:
-    [(message, _, severity)] = problems(
-        'when view then no cart within 2h push { title "a" }'
-    )
-    assert "can never fire" in message and severity == "warning"
+def test_an_absence_longer_than_the_idle_timeout_is_accepted() -> None:
+    # The window outlives its session (tests/engine: it fires after the end).
+    assert problems('when view then no cart within 2h push { title "a" }') == []
 
 
 def test_a_goal_equal_to_the_trigger_is_a_warning() -> None:

@@ -8,6 +8,7 @@ The expected counts were worked out by hand from the raw files and the rule
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -35,14 +36,33 @@ def _cart_recovery(records: list[dict[str, object]]) -> Counter[object]:
     return Counter(r["decision"] for r in records if r["rule"] == "cart_recovery")
 
 
-def test_cart_recovery_over_rees46_sends_24(data_dir: Path) -> None:
+def _in_holdout(rule: str, user: str, percent: int) -> bool:
+    # The holdout bucket written out from its definition (docs/dsl.md): the
+    # first 8 bytes of SHA-256 of "holdout", rule and user joined by 0x1f,
+    # big-endian, modulo 10,000, below the share in hundredths of a percent.
+    digest = hashlib.sha256(f"holdout\x1f{rule}\x1f{user}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
+
+
+def test_cart_recovery_over_rees46_sends_21_and_holds_out_3(data_dir: Path) -> None:
     """24 sessions hold a cart and no purchase (the data's README says so;
     splitting one session at its 30-minute gap adds a views-only part).
     None of those 24 users buys anything later in the file, so nothing is
     cancelled, and no user triggers twice, so the daily cap never bites:
-    24 sends, 23 of them from sessions the file cuts off at 02:28:14."""
+    24 would be sent, 23 of them from sessions the file cuts off at
+    02:28:14. The rule holds out 10%: three of the 24 users hash into it
+    (536415846, 555462711, 555463090), so 21 are sent and 3 held out."""
     records = _replay(data_dir / "rees46-2019oct-head.csv", "rees46")
-    assert _cart_recovery(records) == {"sent": 24}
+    assert _cart_recovery(records) == {"sent": 21, "held_out": 3}
+    triggered = {str(r["user"]) for r in records if r["rule"] == "cart_recovery"}
+    assert len(triggered) == 24
+    held = {u for u in triggered if _in_holdout("cart_recovery", u, 10)}
+    assert held == {"536415846", "555462711", "555463090"}
+    assert held == {
+        str(r["user"])
+        for r in records
+        if r["rule"] == "cart_recovery" and r["decision"] == "held_out"
+    }
     sent = [r for r in records if r["rule"] == "cart_recovery"]
     first = min(sent, key=lambda r: str(r["at"]))
     assert first["user"] == "550121407"
@@ -54,9 +74,12 @@ def test_cart_recovery_over_otto_sends_14_and_caps_3(data_dir: Path) -> None:
     """17 visits (30-minute gaps) hold a cart and no order. Users 1, 3 and 0
     each trigger again less than 24 h after a send (80,526 s, 51,296 s and
     40,706 s later), so the cap refuses those 3 at trigger time; no order
-    falls inside any 10-minute wait: 14 sends."""
+    falls inside any 10-minute wait: 14 sends. None of the users hashes
+    into the 10% holdout."""
     records = _replay(data_dir / "otto-sample.jsonl", "otto")
     assert _cart_recovery(records) == {"sent": 14, "capped": 3}
+    users = {str(r["user"]) for r in records if r["rule"] == "cart_recovery"}
+    assert not any(_in_holdout("cart_recovery", u, 10) for u in users)
     capped = sorted(
         str(r["session"])
         for r in records
@@ -87,11 +110,13 @@ def test_the_replay_command_writes_decisions_and_a_summary(
     assert {"rule", "user", "session", "decision", "reason", "at", "channel"} <= set(
         lines[0]
     )
-    printed = capsys.readouterr().out
-    row = next(
-        line for line in printed.splitlines() if line.startswith("cart_recovery")
-    )
-    assert row.split()[1:4] == ["17", "14", "3"]
+    printed = capsys.readouterr().out.splitlines()
+    header = printed[0].split("  ")
+    cells = next(line for line in printed if line.startswith("cart_recovery"))
+    row = dict(zip([h.strip() for h in header if h], cells.split(), strict=True))
+    assert row["rule"] == "cart_recovery"
+    assert (row["triggered"], row["sent"], row["capped"]) == ("17", "14", "3")
+    assert "lift (pp)" in "\n".join(printed)
 
 
 @pytest.mark.parametrize(

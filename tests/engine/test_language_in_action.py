@@ -53,6 +53,19 @@ async def test_one_event_never_fills_two_steps_of_a_sequence(harness: Any) -> No
     assert await h.outcomes("r") == ["sent"]
 
 
+async def test_an_absence_window_longer_than_the_idle_timeout_still_fires(
+    harness: Any,
+) -> None:
+    h = await harness('rule r { when view then no cart within 2h push { title "a" } }')
+    peer = await h.open()
+    await h.event(peer, "view")
+    await h.at(7199)
+    assert h.engine.sessions == 0  # ended idle after 30 minutes
+    assert await h.outcomes("r") == []
+    await h.at(7200)
+    assert await h.outcomes("r") == ["sent"]
+
+
 async def test_a_count_fires_on_the_nth_match_inside_the_window(harness: Any) -> None:
     h = await harness(
         'rule r { when 2 times search where results == 0 within 5m push { title "a" } }'
@@ -126,14 +139,16 @@ async def test_quiet_hours_defer_the_push_to_their_end_in_the_users_zone(
     h = await harness('rule r { when cart quiet hours 22:00-08:00 push { title "a" } }')
     peer = await open_in(h, "UTC")
     await h.event(peer, "cart")
-    assert await h.outcomes("r") == []
+    assert await h.outcomes("r") == ["deferred"]
     await h.engine.advance(utc("2023-11-15T07:59:59"))
-    assert await h.outcomes("r") == []
+    assert await h.outcomes("r") == ["deferred"]
     await h.engine.advance(utc("2023-11-15T08:00:00"))
     decisions = await h.decisions("r")
     assert [(d.decision, d.at) for d in decisions] == [
-        ("sent", utc("2023-11-15T08:00:00"))
+        ("deferred", T0),
+        ("sent", utc("2023-11-15T08:00:00")),
     ]
+    assert decisions[0].reason == "inside quiet hours; deferred to 2023-11-15T08:00:00Z"
 
 
 async def test_quiet_hours_with_drop_record_the_drop(harness: Any) -> None:
@@ -165,6 +180,29 @@ async def test_holdout_users_are_recorded_and_never_sent_to(harness: Any) -> Non
     }
     assert decisions == expected
     assert set(decisions.values()) == {"held_out", "sent"}
+    assert len(h.outbox.sent) == list(decisions.values()).count("sent")
+
+
+async def test_a_held_out_user_takes_the_cap_slot_a_send_would_have(
+    harness: Any,
+) -> None:
+    """The holdout is decided after the caps, so a held-out user is capped
+    exactly as a treated one: the two groups see the same rule."""
+    h = await harness(
+        'rule r { when cart holdout 50% limit 1 per user per 1h push { title "a" } }'
+    )
+    users = [f"user{n}" for n in range(12)]
+    for user in users:
+        peer = await h.open(user=user, session=user)
+        await h.event(peer, "cart")
+        await h.event(peer, "cart")
+    outcomes: dict[str, list[str]] = {}
+    for d in await h.decisions("r"):
+        outcomes.setdefault(d.user, []).append(d.decision)
+    for user in users:
+        first = "held_out" if bucket("holdout", "r", user) < 5000 else "sent"
+        assert outcomes[user] == [first, "capped"]
+    assert {o[0] for o in outcomes.values()} == {"held_out", "sent"}
 
 
 async def test_variants_split_users_by_a_stable_hash(harness: Any) -> None:

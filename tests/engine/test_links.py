@@ -42,3 +42,22 @@ def test_any_text_after_a_fixed_path_start_stays_on_the_site_or_is_refused(
     seen = tail.replace("\t", "").replace("\n", "").replace("\r", "")
     stays = not seen.startswith(("/", "\\"))
     assert (problem is None) == stays
+
+
+@pytest.mark.parametrize(
+    ("link", "allowed"),
+    [
+        ("shop://cart", True),
+        ("SHOP://cart", True),
+        ("https://shop.example", True),
+        ("/cart", True),
+        ("mailto:team@shop.example", False),
+        ("s\thop://cart", True),
+        ("ftp://files", False),
+        ("http://shop.example", False),
+    ],
+)
+def test_declared_app_schemes_limit_the_links_that_may_be_sent(
+    link: str, allowed: bool
+) -> None:
+    assert (link_problem(link, frozenset({"shop"})) is None) is allowed

@@ -26,6 +26,23 @@ rule hesitate {
     when view where price > 800 then no cart within 2m
     push { title "hesitate" }
 }
+rule browse_then_cart {
+    when view where price > 800 then cart within 2m
+    push { title "sequence" }
+}
+rule two_searches {
+    when 2 times search within 5m
+    push { title "count" }
+}
+rule idle_cart {
+    when idle 5m where session has cart
+    push { title "idle" }
+}
+rule hello {
+    when session starts
+    limit 1 per user per 1h
+    push { title "start" }
+}
 rule recover {
     when session ends where session has cart and not session has purchase
     wait 10m
@@ -35,6 +52,7 @@ rule recover {
 }
 """
 GRACE, WAIT, WINDOW, CAP = 30, 600, 120, 3600
+COUNT_WINDOW, IDLE = 300, 300
 
 Event = tuple[int, str, int]  # (time, name, price)
 
@@ -42,7 +60,7 @@ event_names = st.sampled_from(["view", "view", "cart", "purchase", "search"])
 # Values on and around every threshold and window of the rules, so that
 # the edges (start inclusive, end exclusive) are hit often.
 prices = st.sampled_from([0, 500, 501, 800, 801, 1000])
-gaps = st.sampled_from([0, 1, 30, 60, 119, 120, 121, 300, 599, 600, 601])
+gaps = st.sampled_from([0, 1, 30, 60, 119, 120, 121, 299, 300, 301, 599, 600, 601])
 pauses = st.sampled_from([1, 29, 30, 31, 300, 600, 629, 630, 631, 3000, 3600, 4000])
 session_shape = st.lists(st.tuples(gaps, event_names, prices), min_size=1, max_size=6)
 
@@ -67,7 +85,16 @@ def reference(sessions: list[list[Event]]) -> list[tuple[str, str, int, int]]:
     out: list[tuple[str, str, int, int]] = []
     everything = [event for session in sessions for event in session]
     ends: list[int] = []
+    hellos: list[int] = []
     for events in sessions:
+        # A session starts at its first event; one start push an hour.
+        start = events[0][0]
+        if any(start - CAP <= s for s in hellos):
+            out.append(("hello", "capped", start, start))
+        else:
+            hellos.append(start)
+            out.append(("hello", "sent", start, start))
+        out.extend(_sequences_counts_and_idle(events))
         sent = 0
         for t, name, price in events:
             if name == "view" and price > 500:
@@ -104,6 +131,33 @@ def reference(sessions: list[list[Event]]) -> list[tuple[str, str, int, int]]:
             sends.append(due)
             out.append(("recover", "sent", end, due))
     return sorted(out)
+
+
+def _sequences_counts_and_idle(events: list[Event]) -> list[tuple[str, str, int, int]]:
+    """The triggers that keep per-session progress, read literally."""
+    out: list[tuple[str, str, int, int]] = []
+    viewed: int | None = None  # the latest pricey view, waiting for a cart
+    searches: list[int] = []  # searches inside the count window
+    seen_cart = False
+    last = events[0][0]  # idle counts from the start, then each event
+    for t, name, price in events:
+        # A quiet spell of IDLE fires before the event that ends it; the
+        # session ends GRACE after its last event, long before IDLE.
+        if t - last >= IDLE and seen_cart:
+            out.append(("idle_cart", "sent", last + IDLE, last + IDLE))
+        last = t
+        if name == "cart" and viewed is not None and t - viewed < WINDOW:
+            out.append(("browse_then_cart", "sent", t, t))
+            viewed = None
+        if name == "view" and price > 800:
+            viewed = t
+        if name == "search":
+            searches = [s for s in searches if t - s < COUNT_WINDOW] + [t]
+            if len(searches) >= 2:
+                out.append(("two_searches", "sent", t, t))
+                searches = []
+        seen_cart = seen_cart or name == "cart"
+    return out
 
 
 async def run_engine(sessions: list[list[Event]]) -> list[tuple[str, str, int, int]]:

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sessionpush.cli import main
+from sessionpush.engine.rules import QuietWindow
 from sessionpush.errors import ConfigError
 from sessionpush.gateway.apps import (
     check_dev_mode_host,
@@ -114,3 +115,68 @@ def test_only_http_origins_of_loopback_hosts_count_as_loopback(text: str) -> Non
 )
 def test_dev_mode_admits_loopback_pages_only(origin: str, loopback: bool) -> None:
     assert is_loopback_origin(origin) is loopback
+
+
+def test_global_caps_of_an_app_are_read_from_its_policy(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\n"
+        'caps = [{count = 3, per = "24h"}, {count = 1, per = "day"},'
+        ' {count = 2, per = "session"}]\n'
+    )
+    config = load_gateway_config(str(path))
+    caps = config.policies["shop"].caps
+    assert [cap.describe("global cap") for cap in caps] == [
+        "global cap 3 per user per 24h",
+        "global cap 1 per user per day",
+        "global cap 2 per session",
+    ]
+
+
+def test_an_app_without_a_policy_has_no_global_caps(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[apps.shop]\n{GOOD}\n")
+    assert load_gateway_config(str(path)).policies["shop"].caps == ()
+
+
+@pytest.mark.parametrize(
+    ("policy", "named"),
+    [
+        ("caps = [{count = 3, per = '24h', every = 1}]", "every"),
+        ("caps = [{count = 0, per = '24h'}]", "caps[0].count"),
+        ("caps = [{per = '24h'}]", "count"),
+        ("caps = [{count = 1, per = 'weekly'}]", "apps.shop.policy.caps[0].per"),
+        ("caps = [{count = 1, per = '0h'}]", "apps.shop.policy.caps[0].per"),
+        ("cap = []", "cap"),
+    ],
+)
+def test_a_bad_policy_key_refuses_the_start_and_is_named(
+    tmp_path: Path, policy: str, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load(tmp_path, f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\n{policy}\n")
+
+
+def test_default_quiet_hours_of_an_app_are_read_from_its_policy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\nquiet_hours = '22:30-07:15'\n"
+        f"[apps.news]\nsigning_secret = '{'n' * 32}'\n"
+        "[apps.news.policy]\nquiet_hours = '21:00-09:00 drop'\n"
+    )
+    config = load_gateway_config(str(path))
+    assert config.policies["shop"].quiet == QuietWindow(22 * 60 + 30, 7 * 60 + 15)
+    assert config.policies["news"].quiet == QuietWindow(21 * 60, 9 * 60, drop=True)
+
+
+@pytest.mark.parametrize(
+    "window", ["22-08", "22:00-24:00", "22:00-08:00 later", "08:00-08:00", "9:00-10:00"]
+)
+def test_a_bad_default_quiet_window_refuses_the_start_and_is_named(
+    tmp_path: Path, window: str
+) -> None:
+    text = f"[apps.shop]\n{GOOD}\n[apps.shop.policy]\nquiet_hours = '{window}'\n"
+    with pytest.raises(ConfigError, match=r"apps\.shop\.policy\.quiet_hours"):
+        load(tmp_path, text)

@@ -51,6 +51,17 @@ async def test_a_rule_answers_with_an_inapp_message_on_the_socket(
         assert await receive(ws) == {"type": "ack", "seq": 7}
 
 
+async def test_the_welcome_comes_before_a_session_start_message(
+    gateway: Any,
+) -> None:
+    gw = await gateway('rule hi { when session starts inapp { title "Hi" } }')
+    async with await gw.connect() as ws:
+        await send(ws, HELLO)
+        first, second = await receive(ws), await receive(ws)
+        assert (first["type"], second["type"]) == ("welcome", "message")
+        assert second["title"] == "Hi"
+
+
 async def test_malformed_json_gets_an_error_and_the_connection_lives(
     gateway: Any,
 ) -> None:
@@ -109,6 +120,21 @@ async def test_an_unknown_time_zone_is_refused(gateway: Any) -> None:
         error = await receive(ws)
         assert error["code"] == "invalid_frame"
         assert "Mars/Olympus" in error["message"]
+
+
+async def test_a_bare_utc_offset_is_refused_with_how_to_send_a_zone(
+    gateway: Any,
+) -> None:
+    gw = await gateway(PRICEY)
+    async with await gw.connect() as ws:
+        await send(ws, {**HELLO, "device": {"timezone": "+02:00"}})
+        error = await receive(ws)
+        assert error["code"] == "invalid_frame"
+        assert error["message"].startswith(
+            "time zone '+02:00' is an offset, not a zone: "
+        )
+        assert "like Europe/Berlin" in error["message"]
+        assert error["message"].endswith("at `$.device.timezone`")
 
 
 async def test_a_second_hello_on_one_connection_is_refused(gateway: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessionpush.store.base import Decision, PendingTimer
+from sessionpush.store.base import Decision, GoalEvent, PendingTimer
 
 
 def timer(timer_id: str, **fields: Any) -> PendingTimer:
@@ -34,3 +34,15 @@ def decision(**fields: Any) -> Decision:
     }
     values.update(fields)
     return Decision(**values)
+
+
+def goal(**fields: Any) -> GoalEvent:
+    values: dict[str, Any] = {
+        "app": "shop",
+        "rule": "cart",
+        "user": "u1",
+        "session": "s1",
+        "at": 1700000400.0,
+    }
+    values.update(fields)
+    return GoalEvent(**values)

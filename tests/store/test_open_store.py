@@ -111,6 +111,7 @@ def test_the_package_exports_the_interface_the_factory_the_error_and_the_records
         "DeliveryOutcome",
         "Device",
         "ErasureReport",
+        "GoalEvent",
         "PendingTimer",
         "SentMessage",
         "Store",

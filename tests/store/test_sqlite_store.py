@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,18 @@ from sessionpush.store.base import Device, Store
 from sessionpush.store.errors import StoreError
 from sessionpush.store.sqlite import SQLiteStore
 from tests.store.records import timer
+
+
+@pytest.fixture(params=["sqlite-memory", "sqlite-file"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SQLiteStore]:
+    """An open, empty SQLite store: the SQL paths here are SQLite's only."""
+    path = ":memory:" if request.param == "sqlite-memory" else str(tmp_path / "s.db")
+    opened = SQLiteStore(path)
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture(params=[True, False], ids=["returning", "select-delete"])
@@ -215,3 +229,27 @@ async def test_a_memory_store_starts_empty_after_reopening() -> None:
     await store.open()
     assert await store.pending_timers() == []
     await store.close()
+
+
+async def test_a_version_1_file_migrates_and_keeps_its_subscriptions(
+    db_path: str,
+) -> None:
+    conn = sqlite3.connect(db_path)
+    for statement in sqlite_module._MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO subscriptions (app, user, device_id, channel, data, created_at)"
+        " VALUES ('shop', 'u1', 'iphone-15', 'apns', '{\"token\":\"a3f1\"}', 1.0)"
+    )
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        (kept,) = await store.subscriptions("shop", "u1")
+        assert kept.address == "a3f1"
+        assert await store.claim_send("k", "m1", 1.0) is None
+    finally:
+        await store.close()

@@ -16,7 +16,7 @@ from sessionpush.store.base import (
     UserProfile,
 )
 from sessionpush.store.errors import StoreError
-from tests.store.records import decision, timer
+from tests.store.records import decision, goal, timer
 
 # users, devices, consent, subscriptions
 
@@ -410,6 +410,39 @@ async def test_a_decision_keeps_its_message_or_its_lack_of_one(
     assert second.message is None
 
 
+# goals
+
+
+async def test_goal_events_are_listed_in_the_order_recorded(store: Store) -> None:
+    recorded = [
+        goal(at=1700000300.0, session="s2"),
+        goal(at=1700000100.5),
+        goal(at=1700000200.0, user="u2"),
+    ]
+    for item in recorded:
+        await store.record_goal(item)
+
+    assert await store.goals() == recorded
+
+
+async def test_goal_events_filter_by_app_by_rule_or_both(store: Store) -> None:
+    a = goal(app="shop", rule="cart")
+    b = goal(app="shop", rule="winback")
+    c = goal(app="blog", rule="cart")
+    d = goal(app="shop", rule="cart", user="u2", at=1700000500.0)
+    for item in (a, b, c, d):
+        await store.record_goal(item)
+
+    assert await store.goals(app="shop") == [a, b, d]
+    assert await store.goals(rule="cart") == [a, c, d]
+    assert await store.goals(app="shop", rule="cart") == [a, d]
+    assert await store.goals(app="shop", rule="browse") == []
+
+
+async def test_a_new_store_has_no_goal_events(store: Store) -> None:
+    assert await store.goals() == []
+
+
 # claiming due timers: lease, fencing, idempotency
 
 
@@ -507,6 +540,34 @@ async def test_a_claim_for_a_timer_that_was_never_added_is_refused(
     ghost = Claim(timer=timer("ghost"), token=1, lease_until=time.time() + 30)
 
     assert await store.finish(ghost) is False
+
+
+# several caps of one send: all or none
+
+# Keys as the engine builds them (engine/rules.py).
+SESSION = "shop\x1fs\x1fs1\x1fcart"
+USER_DAY = "shop\x1fu\x1fu1\x1fcart\x1fday"
+
+
+async def test_all_caps_with_room_are_counted_together(store: Store) -> None:
+    caps = [(SESSION, 2, float("-inf")), (USER_DAY, 5, 0.0)]
+
+    assert await store.cap_take_all(caps, 10.0) is None
+    assert await store.cap_count(SESSION, float("-inf")) == 1
+    assert await store.cap_count(USER_DAY, 0.0) == 1
+
+
+async def test_a_full_second_cap_leaves_the_first_untouched(store: Store) -> None:
+    assert await store.cap_take(USER_DAY, 1, 0.0, 5.0)
+    caps = [(SESSION, 3, float("-inf")), (USER_DAY, 1, 0.0)]
+
+    assert await store.cap_take_all(caps, 10.0) == 1
+    assert await store.cap_count(SESSION, float("-inf")) == 0
+    assert await store.cap_count(USER_DAY, 0.0) == 1
+
+
+async def test_no_caps_at_all_grant_the_send(store: Store) -> None:
+    assert await store.cap_take_all([], 10.0) is None
 
 
 # caps taken once per send

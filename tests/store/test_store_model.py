@@ -1,6 +1,6 @@
-"""The SQLite store behaves like a plain in-memory model of the interface
-over random sequences of timer, cap and suppression operations, restarts
-included."""
+"""Every kind of store behaves like a plain in-memory model of the
+interface over random sequences of timer, cap and suppression operations,
+restarts included."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import asyncio
 import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import redis
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -17,10 +18,13 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
-from sessionpush.store.base import PendingTimer
+from sessionpush.store.base import PendingTimer, Store
+from sessionpush.store.redis import RedisStore
 from sessionpush.store.sqlite import SQLiteStore
+from tests.redis_server import RedisServer
 
 T = TypeVar("T")
 
@@ -30,6 +34,15 @@ users = st.sampled_from(["u1", "u2"])
 rules = st.sampled_from(["cart", "winback"])
 times = st.integers(min_value=0, max_value=20).map(float)
 cap_keys = st.sampled_from(["k1", "k2"])
+
+# The user and rule of each timer id, for stores that need an id to keep them.
+OWNERS = {
+    "t1": ("u1", "cart"),
+    "t2": ("u2", "cart"),
+    "t3": ("u1", "winback"),
+    "t4": ("u2", "winback"),
+    "t5": ("u1", "cart"),
+}
 
 
 class StoreModel:
@@ -78,13 +91,61 @@ class StoreModel:
         self.suppressed[key] = max(at, self.suppressed.get(key, at))
 
 
-class StoreMatchesModel(RuleBasedStateMachine):
+class Place(Protocol):
+    """Where one run's state lives: a store object over it, as often as a
+    restart needs one."""
+
+    # Whether a timer id added again keeps its user and rule, and whether
+    # timers of different users due at the same time are listed in the
+    # order added; see docs/deploy.md, Known limitations.
+    ids_keep_their_owner: bool
+    ties_in_order_across_users: bool
+
+    def store(self) -> Store: ...
+
+    def cleanup(self) -> None: ...
+
+
+class SQLiteFile:
+    ids_keep_their_owner = False
+    ties_in_order_across_users = True
+
     def __init__(self) -> None:
-        super().__init__()
         self.directory = tempfile.TemporaryDirectory()
-        self.path = str(Path(self.directory.name) / "state.db")
+
+    def store(self) -> Store:
+        return SQLiteStore(str(Path(self.directory.name) / "state.db"))
+
+    def cleanup(self) -> None:
+        self.directory.cleanup()
+
+
+class RedisDatabase:
+    # A timer lives in the queue of its user's shard and in the cancel index
+    # of its rule, so the same id with another user or rule would leave the
+    # old entry behind. The engine gives every timer a new id.
+    ids_keep_their_owner = True
+    # Each shard numbers its own timers: the order added is known per user.
+    ties_in_order_across_users = False
+
+    def __init__(self, server: RedisServer) -> None:
+        self.url = f"{server.url}?shards=3"
+        with redis.Redis(port=server.port) as client:
+            client.flushdb()
+
+    def store(self) -> Store:
+        return RedisStore(self.url)
+
+    def cleanup(self) -> None:
+        pass
+
+
+class StoreMatchesModel(RuleBasedStateMachine):
+    def __init__(self, place: Place) -> None:
+        super().__init__()
+        self.place = place
         self.loop = asyncio.new_event_loop()
-        self.store = SQLiteStore(self.path)
+        self.store = place.store()
         self.run(self.store.open())
         self.model = StoreModel()
         self.counter = 0
@@ -95,7 +156,7 @@ class StoreMatchesModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.run(self.store.close())
         self.loop.close()
-        self.directory.cleanup()
+        self.place.cleanup()
 
     @rule(
         timer_id=timer_ids,
@@ -107,6 +168,8 @@ class StoreMatchesModel(RuleBasedStateMachine):
     def add_timer(
         self, timer_id: str, user: str, rule_name: str, due: float, triggered_at: float
     ) -> None:
+        if self.place.ids_keep_their_owner:
+            user, rule_name = OWNERS[timer_id]
         self.counter += 1
         timer = PendingTimer(
             timer_id=timer_id,
@@ -150,13 +213,21 @@ class StoreMatchesModel(RuleBasedStateMachine):
     @rule()
     def restart(self) -> None:
         self.run(self.store.close())
-        self.store = SQLiteStore(self.path)
+        self.store = self.place.store()
         self.run(self.store.open())
 
     @invariant()
     def pending_timers_match(self) -> None:
         got = self.run(self.store.pending_timers())
-        assert got == self.model.pending_timers()
+        want = self.model.pending_timers()
+        if self.place.ties_in_order_across_users:
+            assert got == want
+        else:
+            assert [t.due for t in got] == [t.due for t in want]
+            for user in ("u1", "u2"):
+                assert [t for t in got if t.user == user] == [
+                    t for t in want if t.user == user
+                ]
 
     @invariant()
     def cap_counts_match(self) -> None:
@@ -173,7 +244,16 @@ class StoreMatchesModel(RuleBasedStateMachine):
                 assert got == self.model.suppressed.get(("shop", user, rule_name))
 
 
-StoreMatchesModel.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None
-)
-test_the_store_behaves_like_the_model = StoreMatchesModel.TestCase
+SETTINGS = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_the_sqlite_store_behaves_like_the_model() -> None:
+    run_state_machine_as_test(
+        lambda: StoreMatchesModel(SQLiteFile()), settings=SETTINGS
+    )
+
+
+def test_the_redis_store_behaves_like_the_model(redis_server: RedisServer) -> None:
+    run_state_machine_as_test(
+        lambda: StoreMatchesModel(RedisDatabase(redis_server)), settings=SETTINGS
+    )
