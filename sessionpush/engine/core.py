@@ -354,6 +354,46 @@ class Engine:
             raise NoSessionError("no session to end")
         await self._end(session, "ended by the client", CLOSE_ENDED)
 
+    async def identify(self, peer: Peer, user: str, traits: dict[str, Any]) -> None:
+        """The peer's session now belongs to ``user``; ``traits`` go into
+        that user's profile (``user.*``).
+
+        What the session saw so far stays with it, so a rule half-way
+        through (a cart before signing in) goes on for the known user.
+        Timers already scheduled, caps already counted and subscriptions
+        registered before stay with the anonymous id.
+        """
+        session = self._by_peer.get(peer)
+        if session is None:
+            raise NoSessionError("send hello before identify")
+        app = session.app
+        if traits:
+            await self.store.set_user_attributes(app, user, traits)
+        if user != session.user:
+            before = self._by_user.get((app, session.user))
+            if before is not None:
+                before.discard(session)
+                if not before:
+                    del self._by_user[(app, session.user)]
+            log.debug("session %s now belongs to %s/%s", session.id, app, user)
+            session.user = user
+            self._by_user.setdefault((app, user), set()).add(session)
+            info = session.device
+            await self.store.upsert_device(
+                Device(
+                    app=app,
+                    user=user,
+                    device_id=str(info["id"]),
+                    platform=str(info["platform"]),
+                    timezone=str(info["timezone"]),
+                    lang=info["lang"],
+                    app_version=info["app_version"],
+                    last_seen=self.clock.now(),
+                )
+            )
+        profile = await self.store.get_user(app, user)
+        session.user_attributes = dict(profile.attributes)
+
     async def erase_user(self, app: str, user: str) -> ErasureReport:
         """Forget a user: close their sockets (``CLOSE_ERASED``), drop their
         live sessions without running post-session rules, cancel their

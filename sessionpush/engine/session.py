@@ -39,6 +39,7 @@ class Session:
         "absence",
         "after_end",
         "app",
+        "applied_seq",
         "armed_bound",
         "bound",
         "counts",
@@ -111,6 +112,10 @@ class Session:
         self.peers: set[Any] = set()
         self.grace: Deadline | None = None
         self.idle: Deadline | None = None
+        # the highest event seq applied; read and written only by the
+        # gateway's sequence module, kept here to live and die with the
+        # session across reconnects
+        self.applied_seq: int | None = None
 
     @property
     def duration(self) -> float:

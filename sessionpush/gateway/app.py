@@ -11,6 +11,8 @@ Routes:
   process sharing the store loads it (``gateway.rules_admin``).
 - ``DELETE /v1/users/{user}?app=APP`` (admin key): erase a user (see
   :mod:`sessionpush.gateway.erasure`).
+- The web SDK at ``/sdk/sessionpush.js`` and its service worker at
+  ``/sdk/sw.js``, and the worker's open reports (``gateway.sdk_files``).
 - Operators (``gateway.reports_api``): ``GET /`` (the dashboard),
   ``GET /v1/reports``, ``GET /v1/users/{id}/explain``, ``GET /metrics``,
   ``GET /v1/dashboard/stream``; all data behind the admin key.
@@ -55,6 +57,7 @@ from sessionpush.gateway.metrics import GatewayMetrics
 from sessionpush.gateway.push_api import push_routes
 from sessionpush.gateway.reports_api import report_routes
 from sessionpush.gateway.rules_admin import follow_rules, load_saved, put_rules
+from sessionpush.gateway.sdk_files import sdk_routes
 from sessionpush.gateway.shutdown import close_gateway
 from sessionpush.replay.decisions import decision_record
 from sessionpush.store import open_store
@@ -282,6 +285,7 @@ def create_app(settings: Settings) -> Starlette:
         *push_routes(lambda: state["engine"], keys, allow_loopback),
         Route("/v1/rules", rules_put, methods=["PUT"]),
         *erasure_routes(lambda: state["engine"], keys, gateway),
+        *sdk_routes(lambda: state["engine"]),
         *report_routes(
             lambda: state["engine"],
             metrics,

@@ -49,13 +49,16 @@ from sessionpush.gateway.protocol import (
     End,
     Event,
     Hello,
+    Identify,
     ProtocolError,
     Refresh,
+    Screen,
     Subscribe,
     decode_frame,
     encode_frame,
 )
 from sessionpush.gateway.push_api import record_engagement
+from sessionpush.gateway.sequence import ack_frame, admit, last_applied
 from sessionpush.store.base import Device
 from sessionpush.transports.subscriptions import (
     InvalidSubscription,
@@ -270,13 +273,13 @@ async def _handle(
             # Playback: the recorded time drives the clock, and whatever
             # falls due before this frame fires first.
             await engine.advance(frame.ts / 1000.0)
+        if isinstance(frame, Screen):
+            frame = frame.as_event()
         if isinstance(frame, Event):
             seq = frame.seq
-            check_props(frame.props, guard.limits)
-            if frame.name == "push_opened":
-                await _opened(conn, engine, frame.props)
-            await engine.event(conn, frame.name, frame.props)
-            conn.deliver({"type": "ack", "seq": seq})
+            await _event(conn, engine, guard, frame)
+        elif isinstance(frame, Identify):
+            await _identify(conn, engine, guard, frame)
         elif isinstance(frame, Hello):
             await _hello(conn, engine, guard, origin, frame)
         elif isinstance(frame, Bye):
@@ -303,6 +306,67 @@ async def _handle(
         conn.deliver(
             {"type": "error", "code": "no_session", "message": str(exc), "seq": seq}
         )
+
+
+async def _event(conn: Connection, engine: Engine, guard: Guard, frame: Event) -> None:
+    """Apply one event, unless its ``seq`` was applied before; then ack.
+
+    The one place events enter the engine from a socket, and so the one
+    place sequence numbers are checked (``gateway.sequence``).
+    """
+    check_props(frame.props, guard.limits)
+    session = engine.session_of(conn)
+    if session is None:
+        raise NoSessionError("send hello before events")
+    if admit(session, frame.seq):
+        if frame.name == "push_opened":
+            await _opened(conn, engine, frame.props)
+        await engine.event(conn, frame.name, frame.props)
+    conn.deliver(ack_frame(session, frame.seq))
+
+
+async def _identify(
+    conn: Connection, engine: Engine, guard: Guard, frame: Identify
+) -> None:
+    session = engine.session_of(conn)
+    if session is None:
+        raise NoSessionError("send hello before identify")
+    check_props(frame.traits, guard.limits)
+    user = frame.user
+    if ANONYMOUS_PREFIX + user == session.user:
+        # An anonymous visitor naming itself as in hello: traits only.
+        user = session.user
+    if not guard.config.dev_mode and user != session.user:
+        if frame.token is None:
+            raise ProtocolError(
+                "unauthorized",
+                "identify as another user needs a connection token for that "
+                "user in its token field",
+            )
+        try:
+            expires = verify_token(
+                frame.token,
+                guard.config.apps[session.app],
+                user,
+                guard.wall(),
+                guard.limits.token_max_lifetime,
+            )
+        except AuthError as exc:
+            raise ProtocolError("unauthorized", str(exc)) from None
+        conn.expires = expires
+        _watch_expiry(conn, guard)
+    if guard.limited and conn.counted is not None and user != session.user:
+        # The per-user count follows the socket to its new user.
+        if not guard.per_user.acquire((session.app, user)):
+            raise ProtocolError(
+                "too_many_connections",
+                f"user {user!r} has {guard.per_user.limit} open connections "
+                "already: close one first",
+            )
+        guard.per_user.release(conn.counted)
+        conn.counted = (session.app, user)
+    await engine.identify(conn, user, frame.traits)
+    conn.deliver({"type": "ack", "seq": None})
 
 
 async def _subscribe(conn: Connection, engine: Engine, frame: Subscribe) -> None:
@@ -476,6 +540,7 @@ async def _hello(
                 "session": session.id,
                 "resumed": resumed,
                 "heartbeat": _seconds(guard.limits.ping_interval),
+                "seq": last_applied(session),
             }
         )
 

@@ -24,8 +24,10 @@ __all__ = [
     "End",
     "Event",
     "Hello",
+    "Identify",
     "ProtocolError",
     "Refresh",
+    "Screen",
     "Subscribe",
     "decode_frame",
     "encode_frame",
@@ -41,6 +43,8 @@ Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 Short = Annotated[str, msgspec.Meta(max_length=64)]
 # Client timestamps are epoch milliseconds, as JavaScript's Date.now().
 Millis = Annotated[float, msgspec.Meta(ge=0, le=1e14)]
+# Sequence numbers stay exact in a JavaScript number (2**53 - 1).
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
 
 
 class ProtocolError(SessionpushError):
@@ -83,12 +87,52 @@ class Hello(_Frame, tag="hello"):
 
 
 class Event(_Frame, tag="event"):
-    """Something the user did."""
+    """Something the user did.
+
+    ``seq`` numbers the events of one session; the gateway applies each
+    number at most once (``gateway.sequence``), so that a client may send
+    again whatever was not acknowledged before a reconnect.
+    """
 
     name: Name
     props: dict[str, Any] = msgspec.field(default_factory=dict)
     ts: Millis | None = None
-    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    seq: Seq | None = None
+
+
+class Screen(_Frame, tag="screen"):
+    """The user opened a screen or page: the event ``screen`` whose props
+    carry ``name``, numbered in the same sequence as events."""
+
+    name: Name
+    props: dict[str, Any] = msgspec.field(default_factory=dict)
+    ts: Millis | None = None
+    seq: Seq | None = None
+
+    def as_event(self) -> Event:
+        return Event(
+            name="screen",
+            props={**self.props, "name": self.name},
+            ts=self.ts,
+            seq=self.seq,
+        )
+
+
+class Identify(_Frame, tag="identify"):
+    """The session's user becomes ``user`` (an anonymous visitor signed in),
+    and ``traits`` are merged into the profile that rules read as ``user.*``.
+
+    Outside development mode, becoming another user takes a connection
+    token for that user, exactly as ``hello`` would.
+    """
+
+    user: Id
+    traits: dict[str, Any] = msgspec.field(default_factory=dict)
+    token: Token | None = None
+    ts: Millis | None = None
+
+    def __repr__(self) -> str:
+        return f"Identify(user={self.user!r})"
 
 
 class End(_Frame, tag="end"):
@@ -139,7 +183,9 @@ class Subscribe(_Frame, tag="subscribe"):
         return f"Subscribe(channel={self.channel!r})"
 
 
-ClientFrame = Hello | Event | End | Bye | Consent | Subscribe | Refresh
+ClientFrame = (
+    Hello | Event | Screen | Identify | End | Bye | Consent | Subscribe | Refresh
+)
 
 _decoder = msgspec.json.Decoder(ClientFrame)
 _encoder = msgspec.json.Encoder()

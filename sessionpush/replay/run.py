@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from sessionpush.client import Client, Pacer
 from sessionpush.engine.clock import VirtualClock
 from sessionpush.engine.core import Engine
 from sessionpush.engine.rules import RuleSet
@@ -127,56 +128,40 @@ def _device(user: str) -> Device:
 async def replay_via(url: str, events: Sequence[RecordedEvent]) -> list[dict[str, Any]]:
     """Replay ``events`` through a gateway started with ``--clock playback``.
 
-    Frames go one at a time, each answered before the next is sent, so the
-    gateway sees them in the same order as the in-process replay. Returns
-    the gateway's decisions in their JSON form.
+    Each recorded session is one :class:`~sessionpush.client.Client`.
+    Frames go one at a time, each answered before the next is sent
+    (``flush`` after every event), so the gateway sees them in the same
+    order as the in-process replay. Returns the gateway's decisions in
+    their JSON form.
     """
-    from websockets.asyncio.client import ClientConnection, connect
-
     last = _last_index(events)
-    sockets: dict[tuple[str, str], ClientConnection] = {}
-
-    async def answer(ws: ClientConnection, kind: str) -> dict[str, Any]:
-        while True:
-            frame: dict[str, Any] = msgspec.json.decode(await ws.recv())
-            if frame["type"] == kind:
-                return frame
-            if frame["type"] == "error":
-                raise RuntimeError(f"gateway refused a frame: {frame}")
-
+    clients: dict[tuple[str, str], Client] = {}
     try:
         for i, event in enumerate(events):
             ts = wire_millis(event.ts)
             key = _key(event)
-            ws = sockets.get(key)
-            if ws is None:
-                ws = sockets[key] = await connect(url, max_queue=None)
-                hello = {
-                    "type": "hello",
-                    "user": event.user,
-                    "app": REPLAY_APP,
-                    "session": event.session,
-                    "device": {"platform": "web"},
-                    "ts": ts,
-                }
-                await ws.send(msgspec.json.encode(hello).decode())
-                await answer(ws, "welcome")
-            frame = {
-                "type": "event",
-                "name": event.name,
-                "props": event.props,
-                "ts": ts,
-                "seq": i,
-            }
-            await ws.send(msgspec.json.encode(frame).decode())
-            await answer(ws, "ack")
+            client = clients.get(key)
+            if client is None:
+                client = clients[key] = Client(
+                    url,
+                    event.user,
+                    app=REPLAY_APP,
+                    session=event.session,
+                    device={"platform": "web"},
+                    # A playback gateway has no rate limit, and a replay
+                    # must not wait for one.
+                    pacer=Pacer.unlimited(),
+                )
+                await client.start(ts=ts)
+            client.track(event.name, event.props, ts=ts)
+            await client.flush()
+            if client.refused:
+                raise RuntimeError(f"gateway refused a frame: {client.refused[0][1]}")
             if last[key] == i:
-                await ws.send(msgspec.json.encode({"type": "bye", "ts": ts}).decode())
-                await answer(ws, "ack")
-                await sockets.pop(key).close()
+                await clients.pop(key).close(ts=ts)
     finally:
-        for ws in sockets.values():
-            await ws.close()
+        for client in clients.values():
+            await client.close()
     return await asyncio.to_thread(_drain, url)
 
 

@@ -1,0 +1,1 @@
+../../../sdk/web/sessionpush.js
