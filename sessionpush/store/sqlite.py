@@ -58,6 +58,17 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 logger = logging.getLogger("sessionpush.store")
 
+
+def _where(**equal: str | None) -> tuple[str, list[str]]:
+    """A WHERE clause testing each given column for equality, and its
+    parameters; columns given as None are not tested."""
+    used = {column: value for column, value in equal.items() if value is not None}
+    if not used:
+        return "", []
+    tests = " AND ".join(f"{column} = ?" for column in used)
+    return f" WHERE {tests}", list(used.values())
+
+
 SCHEMA_VERSION = 4
 """The newest schema this code knows; ``open()`` refuses anything newer."""
 
@@ -850,15 +861,7 @@ class SQLiteStore:
         self, message_id: str | None = None, app: str | None = None
     ) -> list[DeliveryOutcome]:
         """Recorded outcomes, oldest first, of one message or one app."""
-        clauses: list[str] = []
-        params: list[str] = []
-        if message_id is not None:
-            clauses.append("message_id = ?")
-            params.append(message_id)
-        if app is not None:
-            clauses.append("app = ?")
-            params.append(app)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(message_id=message_id, app=app)
         rows = self._read(
             "list outcomes",
             f"SELECT {_OUTCOME_COLUMNS} FROM outcomes{where} ORDER BY id",
@@ -1009,15 +1012,7 @@ class SQLiteStore:
             user: Only decisions about users with this id, if given; without
                 ``app`` that matches the id in every app.
         """
-        clauses: list[str] = []
-        params: list[str] = []
-        if app is not None:
-            clauses.append("app = ?")
-            params.append(app)
-        if user is not None:
-            clauses.append("user = ?")
-            params.append(user)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(app=app, user=user)
         rows = self._read(
             "list decisions",
             f"SELECT {_DECISION_COLUMNS} FROM decisions{where} ORDER BY id",
@@ -1054,15 +1049,7 @@ class SQLiteStore:
         self, app: str | None = None, rule: str | None = None
     ) -> list[GoalEvent]:
         """Recorded goal events in the order they happened."""
-        clauses: list[str] = []
-        params: list[str] = []
-        if app is not None:
-            clauses.append("app = ?")
-            params.append(app)
-        if rule is not None:
-            clauses.append("rule = ?")
-            params.append(rule)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(app=app, rule=rule)
         rows = self._read(
             "list goals",
             f"SELECT app, rule, user, session, at FROM goals{where} ORDER BY id",
