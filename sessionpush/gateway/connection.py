@@ -28,8 +28,10 @@ from sessionpush.gateway.protocol import (
     Hello,
     ProtocolError,
     Subscribe,
+    decode_batch,
     decode_frame,
     encode_frame,
+    is_batch,
 )
 from sessionpush.gateway.push_api import record_engagement
 from sessionpush.store.base import Device
@@ -136,6 +138,9 @@ async def serve_connection(
 async def _handle(conn: Connection, engine: Engine, data: str | bytes) -> None:
     seq: int | None = None
     try:
+        if is_batch(data):
+            await _batch(conn, engine, data)
+            return
         frame = decode_frame(data)
         if isinstance(engine.clock, VirtualClock) and frame.ts is not None:
             # Playback: the recorded time drives the clock, and whatever
@@ -171,6 +176,25 @@ async def _handle(conn: Connection, engine: Engine, data: str | bytes) -> None:
         conn.deliver(
             {"type": "error", "code": "no_session", "message": str(exc), "seq": seq}
         )
+
+
+async def _batch(conn: Connection, engine: Engine, data: str | bytes) -> None:
+    """A JSON array of events: applied in order, answered by one ``ack``
+    carrying the highest ``seq`` of the batch (docs/protocol.md)."""
+    events = decode_batch(data)
+    if engine.session_of(conn) is None:
+        raise NoSessionError("send hello before events")
+    virtual = isinstance(engine.clock, VirtualClock)
+    top: int | None = None
+    for frame in events:
+        if virtual and frame.ts is not None:
+            await engine.advance(frame.ts / 1000.0)
+        if frame.name == "push_opened":
+            await _opened(conn, engine, frame.props)
+        await engine.event(conn, frame.name, frame.props)
+        if frame.seq is not None and (top is None or frame.seq > top):
+            top = frame.seq
+    conn.deliver({"type": "ack", "seq": top})
 
 
 async def _subscribe(conn: Connection, engine: Engine, frame: Subscribe) -> None:
