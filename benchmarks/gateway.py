@@ -199,13 +199,17 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for key, value in runs[-1].items():
         if isinstance(value, float | int) and not isinstance(value, bool):
             out[key] = _median(runs, key)
-    outbox = [r["end_to_outbox_ms"] for r in runs if r["end_to_outbox_ms"]]
+    outbox = [
+        o
+        for o in (r["end_to_outbox_ms"] for r in runs)
+        if o is not None and o["p50"] is not None
+    ]
     if outbox:
         out["end_to_outbox_ms"] = {
             "probes": sum(o["probes"] for o in outbox),
             "lines": sum(o["lines"] for o in outbox),
-            "p50": statistics.median(o["p50"] for o in outbox if o["p50"] is not None),
-            "p99": statistics.median(o["p99"] for o in outbox if o["p99"] is not None),
+            "p50": statistics.median(o["p50"] for o in outbox),
+            "p99": statistics.median(o["p99"] for o in outbox),
         }
     out["runs"] = len(runs)
     return out
