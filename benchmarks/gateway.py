@@ -41,6 +41,9 @@ import psutil
 from benchmarks.loadgen import WorkerPlan, worker_main
 from benchmarks.servers import ServerProcess, raise_open_files, start_server
 
+#: The servers compared in each throughput phase (``benchmarks.servers``).
+KINDS = ("baseline", "sessionpush", "sessionpush-ws")
+
 #: Seconds a phase may take from the workers' start to their last result.
 PHASE_LIMIT = 180.0
 
@@ -65,6 +68,7 @@ def run_phase(
     kind: str, plan: WorkerPlan, workers: int, workdir: Path, deflate: bool = False
 ) -> dict[str, Any]:
     """One server, ``workers`` load processes; the phase's measurements."""
+    began = time.monotonic()
     context = multiprocessing.get_context("spawn")
     # A fresh store and outbox for every phase, so that phases compare.
     workdir = Path(tempfile.mkdtemp(dir=workdir))
@@ -126,8 +130,11 @@ def run_phase(
         "message_ms_p50": _percentile(messages, 0.5),
         "message_ms_p99": _percentile(messages, 0.99),
         "end_to_outbox_ms": _outbox_latency(tail, probes),
-        "rss_per_connection": (rss_after - rss_before) / connected if connected else None,
+        "rss_per_connection": (rss_after - rss_before) / connected
+        if connected
+        else None,
         "errors": [e for r in results for e in r["errors"]][:5],
+        "phase_s": time.monotonic() - began,
     }
 
 
@@ -235,10 +242,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sessionpush-bench-") as tmp:
         workdir = Path(tmp)
         for name, plan in plans.items():
-            runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "sessionpush": []}
+            runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
             for repeat in range(args.repeat):
-                order = ("baseline", "sessionpush")
-                for kind in order if repeat % 2 == 0 else order[::-1]:
+                for kind in KINDS if repeat % 2 == 0 else KINDS[::-1]:
                     run = run_phase(kind, plan, args.workers, workdir)
                     _report(name, run)
                     runs[kind].append(run)
@@ -253,6 +259,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for kind, deflate, count in (
             ("baseline", False, args.idle),
             ("sessionpush", False, args.idle),
+            ("sessionpush-ws", False, args.idle),
             ("sessionpush", True, args.idle_deflate),
         ):
             plan = replace(idle, connections=count, deflate=deflate)
@@ -267,10 +274,11 @@ def _report(phase: str, run: dict[str, Any]) -> None:
     rate = run["events_per_cpu_s"]
     per = run["rss_per_connection"]
     print(
-        f"  {phase:<7} {run['server']:<12} {run['connections']:>6} sockets "
+        f"  {phase:<7} {run['server']:<14} {run['connections']:>6} sockets "
         f"{run['events']:>8} events "
         + (f"{rate:>10,.0f} ev/CPU-s " if rate else "")
         + (f"{per / 1024:>6.1f} KiB/socket" if run["mode"] == "idle" and per else "")
+        + f" ({run['phase_s']:.0f} s)"
         + (f" errors: {run['errors']}" if run["errors"] else ""),
         flush=True,
     )

@@ -15,11 +15,11 @@ keeps an overloaded server from queueing without bound: the sender waits
 for acks when it is full.
 
 Measured per worker: events acknowledged, the time from sending an event
-to its ``ack`` (for a batch, each event of it counts the batch's time),
-and from sending a ``cart`` to the in-app ``message`` it fires. Optional
-probes open short sessions (hello, view, cart, ``end``) at a steady pace
-and record when each ``end`` left, so that the parent can time the
-post-session push to its outbox line.
+to its ``ack`` (for a batch, each event of it counts the batch's time).
+Probes, from worker 0, open short sessions at a steady pace during the
+run: ``hello``, a ``view``, a ``bench_probe`` (timed to the in-app
+``message`` its rule sends) and ``end`` (its time is kept, so that the
+parent can time the post-session push to its outbox line).
 
 Everything is bounded: connecting by ``connect_timeout``, the run by
 ``max_seconds`` and by the number of recorded events times ``rounds``.
@@ -85,6 +85,8 @@ class _Reply(msgspec.Struct):
 
 
 _reply = msgspec.json.Decoder(_Reply)
+# (due seconds, socket index, payload, highest seq in it, events in it)
+Frame = tuple[float, int, str, int, int]
 _encode = msgspec.json.Encoder().encode
 
 
@@ -99,7 +101,9 @@ def load_timeline() -> list[tuple[float, str, str, dict[str, Any]]]:
     ):
         events = load_events(DATA / name, fmt)
         start = events[0].ts
-        timeline.extend((e.ts - start, f"{fmt}:{e.user}", e.name, e.props) for e in events)
+        timeline.extend(
+            (e.ts - start, f"{fmt}:{e.user}", e.name, e.props) for e in events
+        )
     timeline.sort(key=lambda item: item[0])
     return timeline
 
@@ -107,13 +111,12 @@ def load_timeline() -> list[tuple[float, str, str, dict[str, Any]]]:
 class _Socket:
     """One client connection and what is in flight on it."""
 
-    __slots__ = ("carts", "conn", "inflight", "session")
+    __slots__ = ("conn", "inflight", "session")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         # (highest seq of the frame, events in it, time sent)
         self.inflight: deque[tuple[int, int, float]] = deque()
-        self.carts: deque[float] = deque()
         self.session = ""
 
 
@@ -164,7 +167,7 @@ class _Worker:
         self.result.connected = len(self.sockets)
 
     async def read(self, sock: _Socket) -> None:
-        ack_ms, message_ms = self.result.ack_ms, self.result.message_ms
+        ack_ms = self.result.ack_ms
         low = self.plan.window * 9 // 10
         with contextlib.suppress(Exception):
             async for data in sock.conn:
@@ -182,11 +185,9 @@ class _Worker:
                         self.room.set()
                     if self.result.events >= self.expected:
                         self.done.set()
-                elif reply.type == "message" and sock.carts:
-                    message_ms.append((now - sock.carts.popleft()) * 1000.0)
 
-    def frames(self) -> list[tuple[float, int, str, int, int, int]]:
-        """(due, socket, payload, highest seq, events, carts), by due time."""
+    def frames(self) -> list[Frame]:
+        """(due, socket, payload, highest seq, events), by due time."""
         plan = self.plan
         timeline = load_timeline()
         if plan.events_limit:
@@ -196,8 +197,8 @@ class _Worker:
         scale = 0.0 if plan.rate <= 0 else total / plan.rate / (span * plan.rounds)
         n = len(self.sockets)
         seqs = [0] * n
-        pending: dict[int, list[tuple[float, str, int, bool]]] = {}
-        out: list[tuple[float, int, str, int, int, int]] = []
+        pending: dict[int, list[tuple[float, str, int]]] = {}
+        out: list[Frame] = []
         for round_ in range(plan.rounds):
             for at, user, name, props in timeline:
                 pinned = zlib.crc32(user.encode()) % plan.connections
@@ -210,10 +211,10 @@ class _Worker:
                 frame["seq"] = seqs[index]
                 if plan.mode == "single":
                     text = _encode(frame).decode()
-                    out.append((due, index, text, seqs[index], 1, name == "cart"))
+                    out.append((due, index, text, seqs[index], 1))
                     continue
                 group = pending.setdefault(index, [])
-                group.append((due, _encode(frame).decode(), seqs[index], name == "cart"))
+                group.append((due, _encode(frame).decode(), seqs[index]))
                 if len(group) == plan.batch:
                     out.append(_batch_frame(index, group))
                     del pending[index]
@@ -221,13 +222,13 @@ class _Worker:
         out.sort(key=lambda item: item[0])
         return out
 
-    async def send_all(self, frames: list[tuple[float, int, str, int, int, int]]) -> None:
+    async def send_all(self, frames: list[Frame]) -> None:
         plan = self.plan
         self.expected = sum(f[4] for f in frames)
         started = time.perf_counter()
         stop_at = started + plan.max_seconds
         sockets = self.sockets
-        for due, index, payload, seq, count, carts in frames:
+        for due, index, payload, seq, count in frames:
             now = time.perf_counter()
             if now > stop_at:
                 break
@@ -244,8 +245,6 @@ class _Worker:
             sock = sockets[index]
             sent = time.perf_counter()
             sock.inflight.append((seq, count, sent))
-            for _ in range(carts):
-                sock.carts.append(sent)
             self.outstanding += count
             self.result.frames += 1
             try:
@@ -275,11 +274,16 @@ class _Worker:
                         hello = {"type": "hello", "user": f"probe-{self.plan.port}-{n}"}
                         await conn.send(_encode(hello).decode())
                         session = _reply.decode(await conn.recv()).session or ""
-                        for seq, name in enumerate(("view", "cart"), 1):
+                        for seq, name in enumerate(("view", "bench_probe"), 1):
                             frame = {"type": "event", "name": name, "seq": seq}
+                            sent = time.perf_counter()
                             await conn.send(_encode(frame).decode())
-                            while _reply.decode(await conn.recv()).type != "ack":
-                                pass
+                            while (
+                                kind := _reply.decode(await conn.recv()).type
+                            ) != "ack":
+                                if kind == "message":
+                                    ms = (time.perf_counter() - sent) * 1000.0
+                                    self.result.message_ms.append(ms)
                         ended = time.time()
                         await conn.send('{"type":"end"}')
                         with contextlib.suppress(Exception):
@@ -297,15 +301,14 @@ class _Worker:
 
         gate = 500
         for start in range(0, len(self.sockets), gate):
-            await asyncio.gather(*(close(s) for s in self.sockets[start : start + gate]))
+            await asyncio.gather(
+                *(close(s) for s in self.sockets[start : start + gate])
+            )
 
 
-def _batch_frame(
-    index: int, group: list[tuple[float, str, int, bool]]
-) -> tuple[float, int, str, int, int, int]:
-    payload = "[" + ",".join(text for _, text, _, _ in group) + "]"
-    carts = sum(1 for *_, cart in group if cart)
-    return (group[-1][0], index, payload, group[-1][2], len(group), carts)
+def _batch_frame(index: int, group: list[tuple[float, str, int]]) -> Frame:
+    payload = "[" + ",".join(text for _, text, _ in group) + "]"
+    return (group[-1][0], index, payload, group[-1][2], len(group))
 
 
 async def _run(plan: WorkerPlan, pipe: multiprocessing.connection.Connection) -> None:

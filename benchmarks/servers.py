@@ -4,6 +4,11 @@
   exactly as ``sessionpush serve`` sets it up (uvloop, the websockets
   Sans-I/O protocol, 64 KiB frames, no compression unless asked), with the
   example rules and the benchmark's two probe rules (:data:`PROBE_RULES`).
+- ``sessionpush-ws``: the same engine and the same ``serve_connection``
+  served by the ``websockets`` library's own server instead of uvicorn and
+  Starlette (a small adapter gives it the three calls it makes of a
+  Starlette ``WebSocket``): what the gateway would cost if ``/v1/session``
+  left the ASGI stack, measured without changing the gateway.
 - ``baseline``: the stack's own limit, a bare ``websockets`` server on the
   same event loop (uvloop) that decodes each frame with msgspec into the
   same structs and answers only what a client waits for: ``welcome`` to
@@ -29,24 +34,27 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Rules added to the examples so that latencies can be observed from the
-#: outside: an in-app message on every cart (event to ``message``), and a
-#: push at the end of every session with a cart, with no wait (session end
-#: to outbox line).
+#: Rules added to the examples so that latencies can be seen from outside:
+#: an in-app message on ``bench_probe`` (event to ``message``) and a push,
+#: with no wait, at the end of a session that had one (session end to
+#: outbox line). Only the probe sessions send ``bench_probe``; the replayed
+#: load meets the example rules alone, since the index by event name keeps
+#: these two from costing anything on other events.
 PROBE_RULES = """\
-rule bench_cart_inapp {
-    when cart
-    inapp { title "Your cart is saved" }
+rule bench_probe_inapp {
+    when bench_probe
+    inapp { title "Probe" }
 }
 
 rule bench_end_push {
-    when session ends where session has cart
-    push { title "Still thinking about it?" }
+    when session ends where session has bench_probe
+    push { title "Probe ended" }
 }
 """
 
@@ -165,6 +173,91 @@ def _serve_sessionpush(port: int, workdir: Path, deflate: bool) -> None:
     )
 
 
+class _Adapter:
+    """The calls ``serve_connection`` makes of a Starlette ``WebSocket``,
+    over a ``websockets`` server connection."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def accept(self) -> None:
+        return None  # the websockets server completed the handshake
+
+    async def receive(self) -> dict[str, Any]:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            data = await self.ws.recv()
+        except ConnectionClosed:
+            return {"type": "websocket.disconnect"}
+        key = "text" if isinstance(data, str) else "bytes"
+        return {"type": "websocket.receive", key: data}
+
+    async def send_text(self, text: str) -> None:
+        from starlette.websockets import WebSocketDisconnect
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await self.ws.send(text)
+        except ConnectionClosed as exc:
+            raise WebSocketDisconnect() from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code, reason)
+
+
+async def _sessionpush_ws(
+    port: int, workdir: Path, deflate: bool, stop: asyncio.Future[None]
+) -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from sessionpush.dsl import load_ruleset
+    from sessionpush.engine.clock import WallClock
+    from sessionpush.engine.core import Engine
+    from sessionpush.gateway.app import _claim_timers, _run_timers
+    from sessionpush.gateway.connection import HEARTBEAT_SECONDS, serve_connection
+    from sessionpush.store import open_store
+    from sessionpush.transports.outbox import Outbox
+
+    rules = workdir / "probe.rules"
+    rules.write_text(PROBE_RULES)
+    ruleset = load_ruleset([str(ROOT / "examples" / "rules"), str(rules)])
+    store = open_store(str(workdir / "bench.db"))
+    await store.open()
+    outbox = Outbox(workdir / "outbox.jsonl")
+    # What the gateway's lifespan sets up for a live clock (gateway/app.py).
+    engine = Engine(ruleset, store, WallClock(), fallback=outbox)
+    await engine.start()
+    tasks = [
+        asyncio.create_task(_run_timers(engine)),
+        asyncio.create_task(_claim_timers(engine, 0.1, 30.0)),
+    ]
+
+    async def handler(ws: ServerConnection) -> None:
+        if ws.request is None or ws.request.path != "/v1/session":
+            await ws.close(1008, "no such path")
+            return
+        await serve_connection(_Adapter(ws), engine)  # type: ignore[arg-type]
+
+    try:
+        async with serve(
+            handler,
+            HOST,
+            port,
+            max_size=64 * 1024,
+            compression="deflate" if deflate else None,
+            ping_interval=HEARTBEAT_SECONDS,
+            ping_timeout=HEARTBEAT_SECONDS,
+            backlog=4096,
+        ):
+            await stop
+    finally:
+        for task in tasks:
+            task.cancel()
+        await outbox.close()
+        await store.close()
+
+
 async def _baseline(port: int, deflate: bool, stop: asyncio.Future[None]) -> None:
     from websockets.asyncio.server import ServerConnection, serve
 
@@ -185,7 +278,9 @@ async def _baseline(port: int, deflate: bool, stop: asyncio.Future[None]) -> Non
             try:
                 if is_batch(data):
                     events = decode_batch(data)
-                    top = max((e.seq for e in events if e.seq is not None), default=None)
+                    top = max(
+                        (e.seq for e in events if e.seq is not None), default=None
+                    )
                     await ws.send(encode({"type": "ack", "seq": top}).decode())
                     continue
                 frame = decode_frame(data)
@@ -215,7 +310,7 @@ async def _baseline(port: int, deflate: bool, stop: asyncio.Future[None]) -> Non
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="a benchmark server")
-    parser.add_argument("kind", choices=("sessionpush", "baseline"))
+    parser.add_argument("kind", choices=("sessionpush", "sessionpush-ws", "baseline"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--deflate", action="store_true")
@@ -234,7 +329,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         stop: asyncio.Future[None] = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
-        await _baseline(args.port, args.deflate, stop)
+        if args.kind == "baseline":
+            await _baseline(args.port, args.deflate, stop)
+        else:
+            await _sessionpush_ws(args.port, args.dir, args.deflate, stop)
 
     uvloop.run(run())
 
