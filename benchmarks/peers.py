@@ -21,6 +21,7 @@ interleaved per rule count.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -96,10 +97,9 @@ def durable_rate(
             when_all(test)(lambda c: None)
 
     def step(event: dict[str, Any]) -> None:
-        try:
+        # durable_rules raises for an event that no rule takes.
+        with contextlib.suppress(MessageNotHandledException):
             post(name, event)
-        except MessageNotHandledException:
-            pass  # durable_rules raises for an event no rule takes
 
     return _bounded(step, events, budget)
 
