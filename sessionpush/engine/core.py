@@ -87,6 +87,10 @@ class Peer(Protocol):
 
 DecisionListener = Callable[[Decision], None]
 
+# What ``session.bound`` holds between events; shared, since nothing writes
+# into it (a binding makes a new dict), so no event allocates one.
+_UNBOUND: dict[str, Any] = {}
+
 
 class Engine:
     """Runs a rule set over live sessions; see the module docstring."""
@@ -231,7 +235,7 @@ class Engine:
                 await self._trigger(session, rule, snapshot, now)
             else:
                 self._push(due, "absence", (session, rule, due, snapshot))
-        session.bound = {}
+        session.bound = _UNBOUND
         for rule in self.rules.goal_matches(session, name, props):
             goal = GoalEvent(
                 app=session.app,
@@ -241,7 +245,9 @@ class Engine:
                 at=now,
             )
             await self.store.record_goal(goal)
-        self._arm_idle_rules(session)
+        if self.rules.idle_rules:
+            # Most rule sets have no idle rule: skip the call on every event.
+            self._arm_idle_rules(session)
 
     async def detach(self, peer: Peer) -> None:
         """The connection closed (or said ``bye``): start the grace period."""
