@@ -250,8 +250,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     runs[kind].append(run)
             for kind, kind_runs in runs.items():
                 results[f"{name}/{kind}"] = summarize(kind_runs)
-        full = results["single/sessionpush"]["events_per_s"]
-        half = replace(plans["single"], rate=full / 2)
+        # Half the events at half the rate: as long as the full-load phase.
+        full = results["single/sessionpush"]
+        half = replace(
+            plans["single"],
+            rate=full["events_per_s"] / 2,
+            events_limit=max(1, int(full["events"]) // 2),
+        )
         run = run_phase("sessionpush", half, args.workers, workdir)
         _report("half", run)
         results["half/sessionpush"] = summarize([run])
@@ -290,10 +295,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--probes", type=int, default=100)
     parser.add_argument("--idle", type=int, default=19_900)
-    parser.add_argument("--idle-deflate", type=int, default=10_000)
+    parser.add_argument("--idle-deflate", type=int, default=5_000)
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument(
         "--events-limit", type=int, default=0, help="replay only the first N events"

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,8 +186,6 @@ class _Adapter:
         return None  # the websockets server completed the handshake
 
     async def receive(self) -> dict[str, Any]:
-        from websockets.exceptions import ConnectionClosed
-
         try:
             data = await self.ws.recv()
         except ConnectionClosed:
@@ -194,9 +194,6 @@ class _Adapter:
         return {"type": "websocket.receive", key: data}
 
     async def send_text(self, text: str) -> None:
-        from starlette.websockets import WebSocketDisconnect
-        from websockets.exceptions import ConnectionClosed
-
         try:
             await self.ws.send(text)
         except ConnectionClosed as exc:
