@@ -202,6 +202,7 @@ def targets(results: dict[str, Any]) -> list[Row]:
             flat >= 0.8,
         )
     )
+    # A peer that is not installed (the ``bench`` extra) shows as "-".
     for peer in ("naive", "rule-engine", "durable_rules"):
         value = hundred[peer]
         rows.append(

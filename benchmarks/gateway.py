@@ -3,7 +3,7 @@
 Each phase starts one server in a child process (``benchmarks.servers``)
 on a free 127.0.0.1 port and ``--workers`` load generator processes
 (``benchmarks.loadgen``) that connect, say ``hello`` and then replay the
-real sessions. The server's CPU time is read from /proc between the moment
+real sessions. The server's CPU time is read from /proc (Linux only) between the moment
 every socket is open and the moment every ack is in, so connecting is not
 counted. The baseline and sessionpush phases alternate, so that drift on a
 shared machine hits both; medians over ``--repeat`` are reported.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
@@ -35,8 +36,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from benchmarks.loadgen import WorkerPlan, worker_main
 from benchmarks.servers import ServerProcess, raise_open_files, start_server
@@ -56,12 +55,19 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def _cpu(server: ServerProcess) -> float:
-    times = psutil.Process(server.pid).cpu_times()
-    return float(times.user + times.system)
+    """User plus system CPU seconds of the server (Linux: /proc)."""
+    stat = Path(f"/proc/{server.pid}/stat").read_text()
+    # proc(5): fields 14 and 15, counted after the parenthesised name.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss(server: ServerProcess) -> int:
-    return int(psutil.Process(server.pid).memory_info().rss)
+    """Resident memory of the server in bytes (Linux: /proc)."""
+    for line in Path(f"/proc/{server.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {server.pid}")
 
 
 def run_phase(

@@ -62,8 +62,13 @@ def _bounded(
                 return done / (time.perf_counter() - started)
 
 
-def rule_engine_rate(total: int, events: list[dict[str, Any]], budget: float) -> float:
-    import rule_engine
+def rule_engine_rate(
+    total: int, events: list[dict[str, Any]], budget: float
+) -> float | None:
+    try:
+        import rule_engine
+    except ImportError:
+        return None
 
     context = rule_engine.Context(default_value=None)
     rules = []
@@ -142,7 +147,9 @@ def measure(
         for total, (indexed, naive) in sets.items():
             runs[total, "sessionpush"].append(measure_matcher(indexed, recorded))
             runs[total, "naive"].append(measure_matcher(naive, recorded))
-            runs[total, "rule-engine"].append(rule_engine_rate(total, plain, budget))
+            peer = rule_engine_rate(total, plain, budget)
+            if peer is not None:
+                runs[total, "rule-engine"].append(peer)
     # Last: durable_rules leaves threads of its own running in the process,
     # which take the GIL now and then and would slow whatever runs after.
     for _ in range(repeat):
@@ -168,7 +175,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         durable = row["durable_rules"]
         print(
             f"{row['rules']:>6} {row['sessionpush']:>12,.0f} {row['naive']:>10,.0f} "
-            f"{row['rule-engine']:>12,.0f} "
+            + (
+                f"{row['rule-engine']:>12,.0f} "
+                if row["rule-engine"]
+                else f"{'-':>12} "
+            )
             + (f"{durable:>14,.0f}" if durable else f"{'-':>14}")
         )
 

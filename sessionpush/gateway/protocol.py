@@ -18,11 +18,11 @@ from sessionpush.errors import SessionpushError
 from sessionpush.transports.subscriptions import PushSubscriptionJSON
 
 __all__ = [
+    "MAX_BATCH",
     "Bye",
     "ClientFrame",
     "Consent",
     "DeviceInfo",
-    "MAX_BATCH",
     "End",
     "Event",
     "Hello",
