@@ -106,6 +106,10 @@ DecisionListener = Callable[[Decision], None]
 # (at which level) if it is not (see Engine.fire_batch).
 _Settle = tuple[Claim, Callable[[], Awaitable[None]], str, int]
 
+# What ``session.bound`` holds between events; shared, since nothing writes
+# into it (a binding makes a new dict), so no event allocates one.
+_UNBOUND: dict[str, Any] = {}
+
 
 class Engine:
     """Runs a rule set over live sessions; see the module docstring."""
@@ -327,7 +331,7 @@ class Engine:
                 await self._trigger(session, rule, snapshot, now)
             else:
                 self._push(due, "absence", (session, rule, due, snapshot))
-        session.bound = {}
+        session.bound = _UNBOUND
         for rule in self.rules_for(session.app).goal_matches(session, name, props):
             goal = GoalEvent(
                 app=session.app,
@@ -337,7 +341,9 @@ class Engine:
                 at=now,
             )
             await self.store.record_goal(goal)
-        self._arm_idle_rules(session)
+        if self.rules.idle_rules:
+            # Most rule sets have no idle rule: skip the call on every event.
+            self._arm_idle_rules(session)
 
     async def detach(self, peer: Peer) -> None:
         """The connection closed (or said ``bye``): start the grace period."""

@@ -54,8 +54,10 @@ from sessionpush.gateway.protocol import (
     Refresh,
     Screen,
     Subscribe,
+    decode_batch,
     decode_frame,
     encode_frame,
+    is_batch,
 )
 from sessionpush.gateway.push_api import record_engagement
 from sessionpush.gateway.sequence import ack_frame, admit, last_applied
@@ -268,6 +270,9 @@ async def _handle(
 ) -> None:
     seq: int | None = None
     try:
+        if is_batch(data):
+            await _batch(conn, engine, guard, data)
+            return
         frame = decode_frame(data)
         if isinstance(engine.clock, VirtualClock) and frame.ts is not None:
             # Playback: the recorded time drives the clock, and whatever
@@ -367,6 +372,32 @@ async def _identify(
         conn.counted = (session.app, user)
     await engine.identify(conn, user, frame.traits)
     conn.deliver({"type": "ack", "seq": None})
+
+
+async def _batch(
+    conn: Connection, engine: Engine, guard: Guard, data: str | bytes
+) -> None:
+    """A JSON array of events: applied in order, each through the same
+    checks as a single event (props limits, sequence numbers), answered by
+    one ``ack`` carrying the highest ``seq`` applied (docs/protocol.md)."""
+    events = decode_batch(data)
+    session = engine.session_of(conn)
+    if session is None:
+        raise NoSessionError("send hello before events")
+    for frame in events:
+        check_props(frame.props, guard.limits)
+    virtual = isinstance(engine.clock, VirtualClock)
+    top: int | None = None
+    for frame in events:
+        if virtual and frame.ts is not None:
+            await engine.advance(frame.ts / 1000.0)
+        if admit(session, frame.seq):
+            if frame.name == "push_opened":
+                await _opened(conn, engine, frame.props)
+            await engine.event(conn, frame.name, frame.props)
+        if frame.seq is not None and (top is None or frame.seq > top):
+            top = frame.seq
+    conn.deliver(ack_frame(session, top))
 
 
 async def _subscribe(conn: Connection, engine: Engine, frame: Subscribe) -> None:

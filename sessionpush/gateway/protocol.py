@@ -3,7 +3,8 @@
 Client frames are decoded straight into the structs below with msgspec,
 which rejects unknown fields and wrong types and names the path of the
 problem (``Expected `str`, got `int` - at `$.name```). Every frame is a JSON
-object whose ``type`` says which struct it is. ``docs/protocol.md`` is the
+object whose ``type`` says which struct it is, or a JSON array of ``event``
+objects: a batch, acknowledged once. ``docs/protocol.md`` is the
 reference for SDK authors; keep the two in step.
 """
 
@@ -17,6 +18,7 @@ from sessionpush.errors import SessionpushError
 from sessionpush.transports.subscriptions import PushSubscriptionJSON
 
 __all__ = [
+    "MAX_BATCH",
     "Bye",
     "ClientFrame",
     "Consent",
@@ -29,8 +31,10 @@ __all__ = [
     "Refresh",
     "Screen",
     "Subscribe",
+    "decode_batch",
     "decode_frame",
     "encode_frame",
+    "is_batch",
 ]
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -187,7 +191,15 @@ ClientFrame = (
     Hello | Event | Screen | Identify | End | Bye | Consent | Subscribe | Refresh
 )
 
+#: The most events one batch frame may hold.
+MAX_BATCH = 1000
+
 _decoder = msgspec.json.Decoder(ClientFrame)
+# A batch is all or nothing: one bad event refuses the whole frame, so that a
+# client resending it after a fix never applies an event twice.
+_batch_decoder = msgspec.json.Decoder(
+    Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+)
 _encoder = msgspec.json.Encoder()
 
 
@@ -205,6 +217,27 @@ def decode_frame(data: str | bytes) -> ClientFrame:
         raise ProtocolError(
             "too_large", "the frame nests too deeply: flatten it - at `$`"
         ) from None
+
+
+def is_batch(data: str | bytes) -> bool:
+    """A frame that is a JSON array is a batch of events."""
+    head = data[:1]
+    if head.isspace():
+        # Rare: only then pay for a stripped copy of the frame.
+        head = data.lstrip()[:1]
+    return head == "[" or head == b"["
+
+
+def decode_batch(data: str | bytes) -> list[Event]:
+    """Decode a batch frame (a JSON array of ``event`` frames), or raise
+    :class:`ProtocolError` saying why; the path names the element
+    (``$[3].name``)."""
+    try:
+        return _batch_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError("invalid_frame", str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("malformed_json", str(exc)) from exc
 
 
 def encode_frame(frame: dict[str, Any]) -> str:
