@@ -332,7 +332,7 @@ class Engine:
             else:
                 self._push(due, "absence", (session, rule, due, snapshot))
         session.bound = _UNBOUND
-        for rule in self.rules_for(session.app).goal_matches(session, name, props):
+        for rule in rules.goal_matches(session, name, props):
             goal = GoalEvent(
                 app=session.app,
                 rule=rule.name,
@@ -341,7 +341,7 @@ class Engine:
                 at=now,
             )
             await self.store.record_goal(goal)
-        if self.rules.idle_rules:
+        if rules.idle_rules:
             # Most rule sets have no idle rule: skip the call on every event.
             self._arm_idle_rules(session)
 

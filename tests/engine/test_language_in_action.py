@@ -312,3 +312,20 @@ async def test_higher_priority_rules_are_decided_first(harness: Any) -> None:
     )
     await h.event(await h.open(), "cart")
     assert [m.title for m in h.outbox.sent] == ["high", "low"]
+
+
+async def test_an_apps_own_idle_rule_fires_when_the_shared_set_has_none(
+    harness: Any,
+) -> None:
+    from tests.rulesets import ruleset_from_text
+
+    h = await harness('rule shared { when cart push { title "s" } }')
+    h.engine.app_rules = {
+        "shop": ruleset_from_text('rule nudge { when idle 5m inapp { title "n" } }')
+    }
+    peer = await h.open(app="shop")
+    await h.event(peer, "view")
+    await h.at(299)
+    assert await h.outcomes("nudge") == []
+    await h.at(300)
+    assert await h.outcomes("nudge") == ["sent"]
