@@ -15,7 +15,6 @@ tree.Rule` cannot even hold a rule with two triggers.
 from __future__ import annotations
 
 import difflib
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -25,6 +24,7 @@ from sessionpush.dsl import tree as t
 from sessionpush.dsl.errors import Diagnostic
 from sessionpush.dsl.regex import pattern_problem
 from sessionpush.engine.filters import FILTERS
+from sessionpush.engine.links import FORBIDDEN_SCHEMES, as_read, link_scheme
 
 __all__ = [
     "MAX_TTL",
@@ -77,8 +77,6 @@ MAX_TTL = 28 * 86400.0
 """FCM refuses a time to live above 28 days, and it is the shortest cap of
 the push services we deliver through."""
 
-_FORBIDDEN_SCHEMES = ("javascript", "data", "vbscript")
-_SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _LINK_FORMS = "an https: URL, an app link like shop://cart, or a path like /cart"
 _UNITS = (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 0.001))
 
@@ -708,12 +706,10 @@ class _RuleChecker:
             )
             return
 
-        # The WHATWG URL parser drops tabs and line breaks anywhere and
-        # leading spaces and control characters, so "java\tscript:" runs
-        # script in a browser: look at the link as a browser will.
-        seen = re.sub(r"[\t\n\r]", "", head).lstrip("".join(map(chr, range(33))))
-        scheme_match = _SCHEME.match(seen.lower())
-        if scheme_match is None:
+        # Read as a browser reads it, so "java\tscript:" is still script.
+        seen = as_read(head)
+        scheme = link_scheme(head)
+        if scheme is None:
             if seen.startswith(("//", "/\\")):
                 yield self.error(
                     link.span,
@@ -728,8 +724,7 @@ class _RuleChecker:
                 )
             return
 
-        scheme = scheme_match.group(1)
-        if scheme in _FORBIDDEN_SCHEMES:
+        if scheme in FORBIDDEN_SCHEMES:
             yield self.error(
                 link.span,
                 f"'{scheme}:' links are not allowed",

@@ -17,20 +17,29 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sessionpush.engine.rules import CompiledRule
 
-__all__ = ["link_problem", "link_scheme", "undeclared_schemes"]
+__all__ = [
+    "FORBIDDEN_SCHEMES",
+    "as_read",
+    "link_problem",
+    "link_scheme",
+    "undeclared_schemes",
+]
 
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
-_FORBIDDEN = frozenset({"javascript", "data", "vbscript", "file", "blob"})
+#: Schemes a link may never have: they run code or carry content in the
+#: receiver (``check``, the app config and the send all use this one set).
+FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob"})
 _LEADING = "".join(map(chr, range(33)))
 
 
-def _as_read(link: str) -> str:
+def as_read(link: str) -> str:
+    """``link`` as a browser's URL parser reads it (see the module docstring)."""
     return re.sub(r"[\t\n\r]", "", link).lstrip(_LEADING)
 
 
 def link_scheme(link: str) -> str | None:
     """The scheme of ``link`` in lower case as a browser reads it, if any."""
-    match = _SCHEME.match(_as_read(link).lower())
+    match = _SCHEME.match(as_read(link).lower())
     return None if match is None else match.group(1)
 
 
@@ -41,7 +50,7 @@ def link_problem(link: str, schemes: frozenset[str] | None = None) -> str | None
     ``schemes`` are the app schemes the app's config declares; ``None``
     (development mode, no config) accepts any scheme not forbidden here.
     """
-    seen = _as_read(link)
+    seen = as_read(link)
     match = _SCHEME.match(seen.lower())
     if match is None:
         if seen.startswith(("//", "/\\", "\\")):
@@ -50,7 +59,7 @@ def link_problem(link: str, schemes: frozenset[str] | None = None) -> str | None
             return "it is neither a URL nor a path"
         return None
     scheme = match.group(1)
-    if scheme in _FORBIDDEN:
+    if scheme in FORBIDDEN_SCHEMES:
         return f"'{scheme}:' links run code or carry content"
     if scheme == "http":
         return "it uses http, not https"

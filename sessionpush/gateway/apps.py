@@ -43,7 +43,7 @@ from typing import Annotated
 
 import msgspec
 
-from sessionpush.engine.links import undeclared_schemes
+from sessionpush.engine.links import FORBIDDEN_SCHEMES, undeclared_schemes
 from sessionpush.engine.policy import DEFAULT_POLICY, AppPolicy
 from sessionpush.engine.rules import CompiledLimit, CompiledRule, QuietWindow
 from sessionpush.errors import ConfigError
@@ -79,9 +79,7 @@ _PER = re.compile(r"([0-9]{1,6})(s|m|h|d)")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.\-]{0,63}")
 # What a link may never be, or is already allowed without declaring it.
-_NOT_APP_SCHEMES = frozenset(
-    {"javascript", "data", "vbscript", "file", "blob", "http", "https"}
-)
+_NOT_APP_SCHEMES = FORBIDDEN_SCHEMES | {"http", "https"}
 _QUIET = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])")
 
 

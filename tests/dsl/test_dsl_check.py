@@ -281,6 +281,9 @@ def test_https_paths_and_app_schemes_are_valid_links(link: str) -> None:
         (" java\\tscript:alert(1)", "javascript"),
         ("data:text/html,<b>x</b>", "data"),
         ("vbscript:x", "vbscript"),
+        # The same set the send refuses (engine.links): check agrees with it.
+        ("file:///etc/passwd", "file"),
+        ("blob:https://x.example/1", "blob"),
     ],
 )
 def test_script_and_data_links_are_refused(link: str, scheme: str) -> None:
