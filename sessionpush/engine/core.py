@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sessionpush.engine.calendar import next_local
 from sessionpush.engine.clock import Clock, VirtualClock, iso
-from sessionpush.engine.deadlines import Deadline, DeadlineQueue
+from sessionpush.engine.deadlines import Deadline, DeadlineQueue, Due
 from sessionpush.engine.links import link_problem
 from sessionpush.engine.policy import (
     DEFAULT_POLICY,
@@ -419,7 +419,7 @@ class Engine:
                 peer.close(CLOSE_ERASED, "user erased")
             session.peers.clear()
         for timer_id, entry in list(self._timers.items()):
-            timer: PendingTimer = entry.ref
+            timer: PendingTimer = self._queue.ref(entry)
             if timer.app == app and timer.user == user:
                 self._queue.cancel(entry)
                 del self._timers[timer_id]
@@ -464,14 +464,15 @@ class Engine:
         due = session.last_at + quiet
         entry = session.idle_rule
         if entry is not None:
-            if entry.due <= due:
+            set_at = self._queue.due(entry)
+            if set_at is not None and set_at <= due:
                 return  # fires early and moves itself on, as the idle timeout
             self._queue.cancel(entry)
         session.idle_rule = self._push(due, "idle_rule", session)
 
-    async def _fire_idle_rules(self, entry: Deadline) -> None:
+    async def _fire_idle_rules(self, entry: Due) -> None:
         session: Session = entry.ref
-        if session.idle_rule is not entry or session.state is SessionState.ENDED:
+        if session.idle_rule != entry.handle or session.state is SessionState.ENDED:
             return
         session.idle_rule = None
         quiet = self.rules_for(session.app).next_idle(session)
@@ -492,7 +493,7 @@ class Engine:
         # recorded sessions by the same rule).
         return math.nextafter(session.last_at + self.idle, math.inf)
 
-    async def _fire_deadline(self, entry: Deadline) -> None:
+    async def _fire_deadline(self, entry: Due) -> None:
         kind = entry.kind
         if kind == "timer":
             timer: PendingTimer = entry.ref
@@ -500,7 +501,7 @@ class Engine:
             await self._fire_timer(timer)
         elif kind == "grace":
             session: Session = entry.ref
-            if session.state is SessionState.DETACHED and session.grace is entry:
+            if session.state is SessionState.DETACHED and session.grace == entry.handle:
                 await self._end(session, "disconnected", CLOSE_ENDED)
         elif kind == "idle":
             session = entry.ref
