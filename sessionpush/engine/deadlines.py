@@ -67,12 +67,14 @@ class DeadlineQueue:
 
     def __init__(self) -> None:
         # Per slot; a free slot has handle 0 (no handle is 0) and ref None,
-        # so that a fired or cancelled deadline keeps nothing alive.
+        # so that a fired or cancelled deadline keeps nothing alive. The
+        # slots keep their high-water count, so the free ones are an array
+        # (8 bytes each) rather than a list of int objects (36).
         self._due = array("d")
         self._kind: list[str] = []
         self._ref: list[Any] = []
         self._handle: list[int] = []
-        self._free: list[int] = []
+        self._free = array("q")
         self._stamp = _STAMP
         # Handles of the buckets after the current one, by int(due), and a
         # heap of their keys. int() truncates towards zero, which still
