@@ -117,16 +117,7 @@ def targets(results: dict[str, Any]) -> list[Row]:
             ratio >= 0.85,
         )
     )
-    ws_ratio = rate("single/sessionpush-ws") / rate("single/baseline")
-    rows.append(
-        (
-            "  same engine served by the websockets library",
-            f"{rate('single/sessionpush-ws'):,.0f} = {ws_ratio:.0%}",
-            ">= 85%",
-            ws_ratio >= 0.85,
-        )
-    )
-    for kind in ("sessionpush", "sessionpush-ws", "baseline"):
+    for kind in ("sessionpush", "baseline"):
         batched = rate(f"batch/{kind}")
         rows.append(
             (
@@ -138,7 +129,6 @@ def targets(results: dict[str, Any]) -> list[Row]:
         )
     for key, label in (
         ("idle-plain/sessionpush", "idle socket, compression off"),
-        ("idle-plain/sessionpush-ws", "  served by the websockets library"),
         ("idle-plain/baseline", "  bare websockets server"),
         ("idle-deflate/sessionpush", "idle socket, compression on"),
     ):
@@ -149,8 +139,8 @@ def targets(results: dict[str, Any]) -> list[Row]:
             (
                 f"{label}, KiB ({run['connections']:,} held)",
                 f"{per / 1024:.1f}",
-                "<= 16" if limit or key.endswith("-ws") else "-",
-                per <= 16 * 1024 if limit or key.endswith("-ws") else None,
+                "<= 16" if limit else "-",
+                per <= 16 * 1024 if limit else None,
             )
         )
     for key, label in (

@@ -41,7 +41,7 @@ from benchmarks.loadgen import WorkerPlan, worker_main
 from benchmarks.servers import ServerProcess, raise_open_files, start_server
 
 #: The servers compared in each throughput phase (``benchmarks.servers``).
-KINDS = ("baseline", "sessionpush", "sessionpush-ws")
+KINDS = ("baseline", "sessionpush")
 
 #: Seconds a phase may take from the workers' start to their last result.
 PHASE_LIMIT = 180.0
@@ -270,7 +270,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for kind, deflate, count in (
             ("baseline", False, args.idle),
             ("sessionpush", False, args.idle),
-            ("sessionpush-ws", False, args.idle),
             ("sessionpush", True, args.idle_deflate),
         ):
             plan = replace(idle, connections=count, deflate=deflate)

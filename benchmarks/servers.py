@@ -1,14 +1,10 @@
 """The two servers the gateway benchmark measures, each run in a child process.
 
 - ``sessionpush``: the real gateway (``create_app``) under uvicorn, set up
-  exactly as ``sessionpush serve`` sets it up (uvloop, the websockets
-  Sans-I/O protocol, 64 KiB frames, no compression unless asked), with the
-  example rules and the benchmark's two probe rules (:data:`PROBE_RULES`).
-- ``sessionpush-ws``: the same engine and the same ``serve_connection``
-  served by the ``websockets`` library's own server instead of uvicorn and
-  Starlette (a small adapter gives it the three calls it makes of a
-  Starlette ``WebSocket``): what the gateway would cost if ``/v1/session``
-  left the ASGI stack, measured without changing the gateway.
+  exactly as ``sessionpush serve`` sets it up (``server_config``: the
+  session socket on the websockets Sans-I/O layer, 64 KiB frames, no
+  compression unless asked) on uvloop, with the example rules and the
+  benchmark's two probe rules (:data:`PROBE_RULES`).
 - ``baseline``: the stack's own limit, a bare ``websockets`` server on the
   same event loop (uvloop) that decodes each frame with msgspec into the
   same structs and answers only what a client waits for: ``welcome`` to
@@ -32,14 +28,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import msgspec
-from starlette.websockets import WebSocketDisconnect
-from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,122 +141,35 @@ def _serve_sessionpush(port: int, workdir: Path, deflate: bool) -> None:
     import uvicorn
 
     from sessionpush.gateway.app import Settings, create_app
-    from sessionpush.gateway.connection import HEARTBEAT_SECONDS
+    from sessionpush.gateway.apps import dev_config
+    from sessionpush.gateway.limits import Limits
+    from sessionpush.gateway.shutdown import server_config
 
     rules = workdir / "probe.rules"
     rules.write_text(PROBE_RULES)
+    # Development mode (no tokens, as the baseline has none), with the
+    # default limits but for the rate limit, which load replay would hit.
+    gateway = dev_config(
+        Limits(
+            frames_per_second=1e9,
+            frame_burst=10**9,
+            connections_per_ip=100_000,
+            compression=deflate,
+        )
+    )
     settings = Settings(
         rules=(str(ROOT / "examples" / "rules"), str(rules)),
         store=str(workdir / "bench.db"),
         outbox=str(workdir / "outbox.jsonl"),
+        gateway=gateway,
     )
-    # The options of ``sessionpush serve`` (cli._serve), loop named so that
+    # What ``sessionpush serve`` runs (cli._serve), the loop named so that
     # both servers surely run on uvloop.
-    uvicorn.run(
-        create_app(settings),
-        host=HOST,
-        port=port,
-        loop="uvloop",
-        log_config=None,
-        log_level="warning",
-        ws_max_size=64 * 1024,
-        ws_per_message_deflate=deflate,
-        ws_ping_interval=HEARTBEAT_SECONDS,
-        ws_ping_timeout=HEARTBEAT_SECONDS,
-        lifespan="on",
-        backlog=4096,
-    )
-
-
-class _Client(NamedTuple):
-    host: str
-    port: int
-
-
-class _Adapter:
-    """The calls ``serve_connection`` makes of a Starlette ``WebSocket``,
-    over a ``websockets`` server connection."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        request = ws.request
-        self.headers = {k.lower(): v for k, v in request.headers.raw_items()}
-        query = urllib.parse.urlsplit(request.path).query
-        self.query_params = dict(urllib.parse.parse_qsl(query))
-        host, port = ws.remote_address[:2]
-        self.client = _Client(host, port)
-
-    async def accept(self) -> None:
-        return None  # the websockets server completed the handshake
-
-    async def receive(self) -> dict[str, Any]:
-        try:
-            data = await self.ws.recv()
-        except ConnectionClosed:
-            return {"type": "websocket.disconnect"}
-        key = "text" if isinstance(data, str) else "bytes"
-        return {"type": "websocket.receive", key: data}
-
-    async def send_text(self, text: str) -> None:
-        try:
-            await self.ws.send(text)
-        except ConnectionClosed as exc:
-            raise WebSocketDisconnect() from exc
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code, reason)
-
-
-async def _sessionpush_ws(
-    port: int, workdir: Path, deflate: bool, stop: asyncio.Future[None]
-) -> None:
-    from websockets.asyncio.server import ServerConnection, serve
-
-    from sessionpush.dsl import load_ruleset
-    from sessionpush.engine.clock import WallClock
-    from sessionpush.engine.core import Engine
-    from sessionpush.gateway.app import _claim_timers, _run_timers
-    from sessionpush.gateway.connection import HEARTBEAT_SECONDS, serve_connection
-    from sessionpush.store import open_store
-    from sessionpush.transports.outbox import Outbox
-
-    rules = workdir / "probe.rules"
-    rules.write_text(PROBE_RULES)
-    ruleset = load_ruleset([str(ROOT / "examples" / "rules"), str(rules)])
-    store = open_store(str(workdir / "bench.db"))
-    await store.open()
-    outbox = Outbox(workdir / "outbox.jsonl")
-    # What the gateway's lifespan sets up for a live clock (gateway/app.py).
-    engine = Engine(ruleset, store, WallClock(), fallback=outbox)
-    await engine.start()
-    tasks = [
-        asyncio.create_task(_run_timers(engine)),
-        asyncio.create_task(_claim_timers(engine, 0.1, 30.0)),
-    ]
-
-    async def handler(ws: ServerConnection) -> None:
-        if ws.request is None or ws.request.path != "/v1/session":
-            await ws.close(1008, "no such path")
-            return
-        await serve_connection(_Adapter(ws), engine)  # type: ignore[arg-type]
-
-    try:
-        async with serve(
-            handler,
-            HOST,
-            port,
-            max_size=64 * 1024,
-            compression="deflate" if deflate else None,
-            ping_interval=HEARTBEAT_SECONDS,
-            ping_timeout=HEARTBEAT_SECONDS,
-            backlog=4096,
-        ):
-            await stop
-    finally:
-        for task in tasks:
-            task.cancel()
-        await outbox.close()
-        await store.close()
+    config = server_config(create_app(settings), gateway, HOST, port)
+    config.loop = "uvloop"
+    config.backlog = 4096
+    config.log_level = "warning"
+    uvicorn.Server(config).run()
 
 
 async def _baseline(port: int, deflate: bool, stop: asyncio.Future[None]) -> None:
@@ -319,7 +224,7 @@ async def _baseline(port: int, deflate: bool, stop: asyncio.Future[None]) -> Non
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="a benchmark server")
-    parser.add_argument("kind", choices=("sessionpush", "sessionpush-ws", "baseline"))
+    parser.add_argument("kind", choices=("sessionpush", "baseline"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--deflate", action="store_true")
@@ -338,10 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         stop: asyncio.Future[None] = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
-        if args.kind == "baseline":
-            await _baseline(args.port, args.deflate, stop)
-        else:
-            await _sessionpush_ws(args.port, args.dir, args.deflate, stop)
+        await _baseline(args.port, args.deflate, stop)
 
     uvloop.run(run())
 

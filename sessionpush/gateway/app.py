@@ -3,7 +3,10 @@
 Routes:
 
 - ``GET /healthz``: liveness, with the rule set version and counts.
-- ``WS /v1/session``: the session protocol (``docs/protocol.md``).
+- ``WS /v1/session``: the session protocol (``docs/protocol.md``), served
+  by :class:`~sessionpush.gateway.connection.Connection` straight on the
+  socket, not through ASGI (``shutdown.server_config`` plugs it into
+  uvicorn's websocket upgrade).
 - Push delivery: ``PUT /v1/users/{user}/devices/{device}``,
   ``GET /v1/vapid-public-key``, ``GET /r/{message_id}`` (see
   :mod:`sessionpush.gateway.push_api`).
@@ -27,15 +30,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import Route
 
 from sessionpush.dsl import load_ruleset
 from sessionpush.engine.clock import Clock, VirtualClock, WallClock
@@ -50,7 +52,7 @@ from sessionpush.gateway.apps import (
     link_scheme_problem,
     load_gateway_config,
 )
-from sessionpush.gateway.connection import serve_connection
+from sessionpush.gateway.connection import SERVICE_KEY, SessionService
 from sessionpush.gateway.erasure import erasure_routes
 from sessionpush.gateway.guard import Guard
 from sessionpush.gateway.metrics import GatewayMetrics
@@ -172,7 +174,7 @@ def create_app(settings: Settings) -> Starlette:
     metrics = GatewayMetrics(lambda: state.get("engine"))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[Mapping[str, object]]:
         store = open_store(settings.store)
         await store.open()
         outbox = Outbox(settings.outbox)
@@ -236,7 +238,8 @@ def create_app(settings: Settings) -> Starlette:
         else:
             log.info("apps: %s", ", ".join(sorted(gateway.apps)))
         try:
-            yield
+            # uvicorn hands this state to every websocket it upgrades.
+            yield {SERVICE_KEY: SessionService(engine, guard, metrics)}
         finally:
             await close_gateway(tasks, delivery, outbox, store)
 
@@ -256,13 +259,6 @@ def create_app(settings: Settings) -> Starlette:
     async def rules_put(request: Request) -> Response:
         return await put_rules(request, state["engine"], keys)
 
-    async def session(websocket: WebSocket) -> None:
-        metrics.connected()
-        try:
-            await serve_connection(websocket, state["engine"], guard)
-        finally:
-            metrics.disconnected()
-
     async def drain(request: Request) -> Response:
         engine = state["engine"]
         await engine.drain()
@@ -279,9 +275,8 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     guard = Guard(gateway, limited=not clock.virtual, allow_loopback=allow_loopback)
-    routes: list[Route | WebSocketRoute] = [
+    routes: list[Route] = [
         Route("/healthz", healthz),
-        WebSocketRoute("/v1/session", session),
         *push_routes(lambda: state["engine"], keys, allow_loopback),
         Route("/v1/rules", rules_put, methods=["PUT"]),
         *erasure_routes(lambda: state["engine"], keys, gateway),

@@ -1,92 +1,180 @@
-"""One websocket connection: reads client frames, writes server frames.
+"""One websocket of ``/v1/session``, straight on the socket.
 
-Reading and writing are separate: the reader handles frames in order and
-answers each with an ``ack`` or an ``error``; the engine may hand a
-``message`` to any connection at any time (an in-app message fired by a
-timer), so everything outbound goes through a bounded queue drained by one
-writer task. A client that stops reading fills its queue and is closed,
-instead of growing the server's memory.
+:class:`Connection` is an asyncio protocol that speaks websocket through
+the ``websockets`` library's Sans-I/O layer; uvicorn hands it the socket
+when a request asks to upgrade (``ws=Connection`` in
+:func:`~sessionpush.gateway.shutdown.server_config`), so the HTTP API stays
+on Starlette while session frames never pass through ASGI. Measured in
+``benchmarks/``: ASGI's message dicts, the per-socket queue and writer
+task, and uvicorn's own websocket objects cost a third of the CPU per
+event and half the memory per idle socket.
+
+How it spends: no task while a socket is idle. Frames that arrive wait in
+a small inbox; one task handles them in order (:mod:`gateway.handlers`)
+and ends when the inbox is empty. Writes are synchronous: an ``ack``
+goes to the transport as soon as it is made. When the transport's buffer
+is full (a client that does not read), frames wait in a backlog of at most
+``outbound_queue``; past that the socket is closed with 4008, and a socket
+that will not take its close frame either is dropped after
+``close_timeout``. An inbox that fills faster than it is handled pauses
+reading from the socket, so a client cannot queue unbounded work.
 
 Before a session exists the connection passes, in order: the ``Origin``
-check at the handshake (403), the per-address count (4009), ``hello`` within
-the hello timeout (4010), then authentication of ``hello`` (4003) and the
-per-user count (4009). Every close code is listed in ``docs/protocol.md``.
+check at the handshake (403), the per-address count (4009), ``hello``
+within the hello timeout (4010), then authentication of ``hello`` (4003)
+and the per-user count (4009). Every close code is listed in
+``docs/protocol.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import Any
+import os
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
-from sessionpush.engine.calendar import TimeZoneError, check_zone
-from sessionpush.engine.clock import VirtualClock
-from sessionpush.engine.core import Engine, NoSessionError
-from sessionpush.engine.session import Session
-from sessionpush.gateway.auth import (
-    ANONYMOUS_PREFIX,
-    CLOSE_TOKEN_EXPIRED,
-    CLOSE_UNAUTHORIZED,
-    AuthError,
-    handshake_origin_allowed,
-    hello_origin_allowed,
-    public_key_matches,
-    verify_token,
-)
+from sessionpush.engine.core import Engine
+from sessionpush.gateway.addresses import client_address
+from sessionpush.gateway.auth import handshake_origin_allowed
 from sessionpush.gateway.guard import Guard
-from sessionpush.gateway.limits import (
-    CLOSE_FLOOD,
-    CLOSE_TOO_MANY,
-    TokenBucket,
-    check_props,
-)
-from sessionpush.gateway.protocol import (
-    Bye,
-    Consent,
-    End,
-    Event,
-    Hello,
-    Identify,
-    ProtocolError,
-    Refresh,
-    Screen,
-    Subscribe,
-    decode_batch,
-    decode_frame,
-    encode_frame,
-    is_batch,
-)
-from sessionpush.gateway.push_api import record_engagement
-from sessionpush.gateway.sequence import ack_frame, admit, last_applied
-from sessionpush.store.base import Device
-from sessionpush.transports.subscriptions import (
-    InvalidSubscription,
-    Registration,
-    to_subscription,
-)
+from sessionpush.gateway.handlers import handle, refuse_flood
+from sessionpush.gateway.limits import CLOSE_TOO_MANY, TokenBucket
+from sessionpush.gateway.metrics import GatewayMetrics
+from sessionpush.gateway.protocol import encode_frame
 
-__all__ = ["CLOSE_NO_HELLO", "CLOSE_SLOW_CONSUMER", "Connection", "serve_connection"]
+__all__ = [
+    "CLOSE_NO_HELLO",
+    "CLOSE_SLOW_CONSUMER",
+    "HEARTBEAT_SECONDS",
+    "SERVICE_KEY",
+    "SESSION_PATH",
+    "Connection",
+    "SessionService",
+]
 
 log = logging.getLogger("sessionpush.gateway")
+# The Sans-I/O layer logs every handshake at INFO; that is uvicorn's job.
+_websockets_log = logging.getLogger("sessionpush.gateway.websocket")
 
 #: Close code when a client does not read its frames fast enough.
 CLOSE_SLOW_CONSUMER = 4008
 #: Close code when no ``hello`` came within the hello timeout.
 CLOSE_NO_HELLO = 4010
+#: Close code when a ping gets no pong within ``ping_timeout``.
+CLOSE_NO_PONG = 1011
+#: Close code for a gateway that is stopping: reconnect elsewhere.
+CLOSE_RESTART = 1012
 HEARTBEAT_SECONDS = 30
+SESSION_PATH = "/v1/session"
+#: Where the gateway's lifespan puts its :class:`SessionService` in the
+#: state uvicorn hands every protocol it creates.
+SERVICE_KEY = "sessionpush.sessions"
+# Frames received but not yet handled, above which the socket is not read
+# until the handler catches up (and below which it is read again).
+_INBOX_HIGH = 64
+_INBOX_LOW = 16
+_INTERNAL_ERROR = {"type": "error", "code": "internal", "message": "internal error"}
 
 
-class Connection:
-    """The engine's :class:`~sessionpush.engine.core.Peer` for a websocket."""
+@dataclass(frozen=True, slots=True)
+class SessionService:
+    """What every connection of a gateway shares."""
+
+    engine: Engine
+    guard: Guard
+    metrics: GatewayMetrics | None = None
+
+
+class Connection(asyncio.Protocol):
+    """One client socket, and the engine's
+    :class:`~sessionpush.engine.core.Peer` for it."""
+
+    __slots__ = (
+        "_backlog",
+        "_bucket",
+        "_connections",
+        "_inbox",
+        "_ip_counted",
+        "_lost",
+        "_open",
+        "_parts",
+        "_ping_data",
+        "_read_paused",
+        "_reader",
+        "_tasks",
+        "_timers",
+        "_transport",
+        "_write_paused",
+        "_ws",
+        "address",
+        "allow_loopback",
+        "closing",
+        "counted",
+        "engine",
+        "expires",
+        "guard",
+        "metrics",
+        "origin",
+        "said_bye",
+    )
 
     def __init__(
-        self, websocket: WebSocket, queue_size: int = 256, close_timeout: float = 5.0
+        self,
+        config: object = None,
+        server_state: Any = None,
+        app_state: dict[str, Any] | None = None,
+        _loop: object = None,
+        *,
+        service: SessionService | None = None,
     ) -> None:
-        self.websocket = websocket
-        self._outbound: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(queue_size)
+        # uvicorn's signature for a ws_protocol_class; ``service`` serves a
+        # connection without uvicorn (the tests' raw sockets, benchmarks).
+        if service is None:
+            if app_state is None or SERVICE_KEY not in app_state:
+                raise RuntimeError(
+                    "the gateway's lifespan did not run: serve the app with "
+                    "lifespan='on' (server_config does)"
+                )
+            service = app_state[SERVICE_KEY]
+        self.engine = service.engine
+        self.guard = service.guard
+        self.metrics = service.metrics
+        limits = self.guard.limits
+        self._ws = ServerProtocol(
+            extensions=_deflate() if limits.compression else None,
+            # Checked after inflating, so it also caps what a compressed
+            # frame may expand to (close 1009).
+            max_size=limits.frame_bytes,
+            logger=_websockets_log,
+        )
+        self._connections: set[Any] | None = (
+            None if server_state is None else server_state.connections
+        )
+        self._tasks: set[asyncio.Task[None]] | None = (
+            None if server_state is None else server_state.tasks
+        )
+        self._transport: asyncio.Transport | None = None
+        self._inbox: deque[bytes] = deque()
+        self._parts: list[bytes] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._backlog: deque[bytes] | None = None
+        self._read_paused = False
+        self._write_paused = False
+        self._open = False
+        self._lost = False
+        self._ip_counted = False
+        self._bucket: TokenBucket | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._ping_data: bytes | None = None
         self.closing = False
         self.said_bye = False
         #: Testing only: accept Web Push endpoints on loopback.
@@ -95,490 +183,289 @@ class Connection:
         self.counted: tuple[str, str] | None = None
         #: Epoch seconds when the connection token runs out (None: never).
         self.expires: float | None = None
-        self._close_timeout = close_timeout
-        self._task: asyncio.Task[Any] | None = None
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self.aborted = False
+        self.origin: str | None = None
+        self.address = ""
+
+    # -- the engine's Peer --------------------------------------------------
 
     def deliver(self, frame: dict[str, Any]) -> bool:
-        if self.closing:
+        """Send a frame now, or as soon as the socket takes it."""
+        if self.closing or self._lost or not self._open:
             return False
-        try:
-            self._outbound.put_nowait(encode_frame(frame))
-        except asyncio.QueueFull:
+        data = encode_frame(frame)
+        backlog = self._backlog
+        if backlog is None and not self._write_paused:
+            self._ws.send_text(data)
+            self._write_out()
+            return True
+        if backlog is None:
+            backlog = self._backlog = deque()
+        if len(backlog) >= self.guard.limits.outbound_queue:
             self.close(CLOSE_SLOW_CONSUMER, "outbound queue full: read faster")
             return False
+        backlog.append(data)
         return True
 
     def close(self, code: int, reason: str) -> None:
-        if self.closing:
+        """Close after what is already waiting; a socket that cannot take
+        the close frame is dropped ``close_timeout`` later."""
+        if self.closing or self._lost:
             return
         self.closing = True
-        # The close goes after what is already queued; a full queue is
-        # emptied first, since a slow client will not read it anyway.
-        while True:
-            try:
-                self._outbound.put_nowait((code, reason))
-                break
-            except asyncio.QueueFull:
-                self._outbound.get_nowait()
-        # A client that reads nothing leaves the writer waiting on a full
-        # socket buffer, where no close frame can pass: give it a moment,
-        # then stop serving the socket.
-        self.later("abort", self._close_timeout, self._abort)
+        transport = self._transport
+        if transport is None:
+            return
+        if not self._open:
+            transport.close()
+            return
+        backlog = self._backlog
+        self._backlog = None
+        # A full backlog belongs to a client that does not read: it will
+        # not read these either.
+        if backlog and len(backlog) < self.guard.limits.outbound_queue:
+            for data in backlog:
+                self._ws.send_text(data)
+        self._ws.send_close(code, reason[:120])
+        self._write_out()
+        self.later("abort", self.guard.limits.close_timeout, transport.abort)
 
-    def later(self, name: str, delay: float, action: Any) -> None:
+    # -- timers of this connection -----------------------------------------
+
+    def later(self, name: str, delay: float, action: Callable[[], object]) -> None:
         """Run ``action`` after ``delay`` seconds, replacing any ``name``."""
         self.cancel(name)
-        self._timers[name] = asyncio.get_running_loop().call_later(delay, action)
+        loop = asyncio.get_running_loop()
+        self._timers[name] = loop.call_later(delay, action)
 
     def cancel(self, name: str) -> None:
         handle = self._timers.pop(name, None)
         if handle is not None:
             handle.cancel()
 
-    def _abort(self) -> None:
-        if self._task is not None and not self._task.done():
-            self.aborted = True
-            self._task.cancel()
+    # -- asyncio protocol ---------------------------------------------------
 
-    async def write_loop(self) -> None:
-        websocket = self.websocket
-        while True:
-            item = await self._outbound.get()
-            if isinstance(item, tuple):
-                code, reason = item
-                with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-                    await websocket.close(code, reason[:120])
-                return
-            try:
-                await websocket.send_text(item)
-            except (RuntimeError, WebSocketDisconnect, OSError):
-                return
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses.
+        self._transport = cast(asyncio.Transport, transport)
+        if self._connections is not None:
+            self._connections.add(self)
 
+    def data_received(self, data: bytes) -> None:
+        ws = self._ws
+        ws.receive_data(data)
+        self._on_events()
 
-async def serve_connection(
-    websocket: WebSocket, engine: Engine, guard: Guard | None = None
-) -> None:
-    """Run one client connection to its end."""
-    guard = guard or _open_guard()
-    limits = guard.limits
-    origin = websocket.headers.get("origin")
-    if not handshake_origin_allowed(
-        guard.config, origin, websocket.query_params.get("app")
-    ):
-        # Closing before accepting answers the handshake with HTTP 403, so
-        # that no session, no counter and no task exists for it.
-        log.info("refused a websocket handshake from origin %.200r", origin)
-        await websocket.close(CLOSE_UNAUTHORIZED)
-        return
-    await websocket.accept()
-    address = websocket.client.host if websocket.client is not None else ""
-    if guard.limited and not guard.per_ip.acquire(address):
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-            await websocket.close(
-                CLOSE_TOO_MANY, "too many connections from this address"
-            )
-        return
+    def eof_received(self) -> bool | None:
+        self._ws.receive_eof()
+        self._on_events()
+        return None
 
-    conn = Connection(websocket, limits.outbound_queue, limits.close_timeout)
-    conn.allow_loopback = guard.allow_loopback()
-    conn._task = asyncio.current_task()
-    guard.connections.add(conn)
-    bucket = (
-        TokenBucket(limits.frames_per_second, limits.frame_burst)
-        if guard.limited
-        else None
-    )
-    conn.later(
-        "hello",
-        limits.hello_timeout,
-        lambda: conn.close(CLOSE_NO_HELLO, "no hello in time"),
-    )
-    writer = asyncio.create_task(conn.write_loop())
-    try:
-        while not conn.closing:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            if bucket is not None and not bucket.take():
-                _refuse_flood(conn, bucket)
-                continue
-            data = message.get("text")
-            if data is None:
-                data = message.get("bytes") or b""
-            try:
-                await _handle(conn, engine, guard, origin, data)
-            except Exception:
-                # Our bug, not the client's: keep the connection and say so.
-                log.exception("frame handling failed")
-                conn.deliver(
-                    {"type": "error", "code": "internal", "message": "internal error"}
-                )
-    except WebSocketDisconnect:
-        pass
-    except asyncio.CancelledError:
-        if not conn.aborted:
-            raise
-        # Our own abort of a socket that would not close (see close()).
-        if conn._task is not None:
-            conn._task.uncancel()
-    finally:
-        for name in list(conn._timers):
-            conn.cancel(name)
-        guard.connections.discard(conn)
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        backlog = self._backlog
+        if backlog is None:
+            return
+        self._backlog = None
+        for data in backlog:
+            self._ws.send_text(data)
+        self._write_out()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        for name in list(self._timers):
+            self.cancel(name)
+        if self._connections is not None:
+            self._connections.discard(self)
+        if not self._open:
+            return
+        guard = self.guard
+        guard.connections.discard(self)
+        if self.metrics is not None:
+            self.metrics.disconnected()
+        if self._ip_counted:
+            guard.per_ip.release(self.address)
+        if self.counted is not None:
+            guard.per_user.release(self.counted)
+        if self._read_paused:
+            self._read_paused = False
+        # Frames already received are still handled, then the session is
+        # detached (ended after the grace unless the client comes back).
+        if self._reader is None:
+            self._start(self._detach())
+
+    def shutdown(self) -> None:
+        """uvicorn's call on SIGTERM: ask the client to reconnect elsewhere."""
+        if not self._open:
+            if self._transport is not None:
+                self._transport.close()
+            return
+        self.close(CLOSE_RESTART, "service restart")
+
+    # -- receiving -----------------------------------------------------------
+
+    def _on_events(self) -> None:
+        for event in self._ws.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+            elif isinstance(event, Request):
+                self._on_request(event)
+        self._write_out()
+        inbox = self._inbox
+        if inbox and self._reader is None and not self.closing:
+            self._reader = self._start(self._read())
+        if len(inbox) > _INBOX_HIGH and not self._read_paused and not self._lost:
+            self._read_paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self._inbox.append(bytes(frame.data))
+            else:
+                self._parts = [bytes(frame.data)]
+        elif opcode is Opcode.CONT:
+            # The protocol refuses a continuation without a start (1002) and
+            # counts the parts against max_size.
+            assert self._parts is not None
+            self._parts.append(bytes(frame.data))
+            if frame.fin:
+                self._inbox.append(b"".join(self._parts))
+                self._parts = None
+        elif opcode is Opcode.PONG:
+            self._ping_data = None
+            self.cancel("pong")
+        # PING is answered and CLOSE echoed by the protocol itself.
+
+    def _on_request(self, request: Request) -> None:
+        ws = self._ws
+        guard = self.guard
+        path, _, query = request.path.partition("?")
+        if path != SESSION_PATH:
+            ws.send_response(ws.reject(404, f"no websocket at {path}\n"))
+            return
+        origin = request.headers.get("Origin")
+        app = dict(urllib.parse.parse_qsl(query)).get("app")
+        if not handshake_origin_allowed(guard.config, origin, app):
+            # Refused before accepting: no session, no counter, no task.
+            log.info("refused a websocket handshake from origin %.200r", origin)
+            ws.send_response(ws.reject(403, "this origin may not connect\n"))
+            return
+        response = ws.accept(request)
+        ws.send_response(response)
+        if response.status_code != 101:
+            return
+        assert self._transport is not None
+        self._open = True
+        self.origin = origin
+        self.address = client_address(
+            self._transport.get_extra_info("peername"),
+            request.headers.get("X-Forwarded-For"),
+            guard.config.trusted_proxies,
+        )
+        self.allow_loopback = guard.allow_loopback()
+        guard.connections.add(self)
+        if self.metrics is not None:
+            self.metrics.connected()
+        limits = guard.limits
         if guard.limited:
-            guard.per_ip.release(address)
-        if conn.counted is not None:
-            guard.per_user.release(conn.counted)
-        if not conn.said_bye:
-            await engine.detach(conn)
-        if not conn.closing or conn.aborted:
-            conn.closing = True
-            writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
-
-
-def _open_guard() -> Guard:
-    from sessionpush.gateway.apps import dev_config
-
-    return Guard(dev_config())
-
-
-def _refuse_flood(conn: Connection, bucket: TokenBucket) -> None:
-    if bucket.refused > bucket.burst:
-        conn.close(CLOSE_FLOOD, "too many frames: slow down")
-        return
-    conn.deliver(
-        {
-            "type": "error",
-            "code": "rate_limited",
-            "message": f"more than {bucket.rate:g} frames a second: this frame "
-            "was dropped; slow down",
-            "seq": None,
-        }
-    )
-
-
-async def _handle(
-    conn: Connection,
-    engine: Engine,
-    guard: Guard,
-    origin: str | None,
-    data: str | bytes,
-) -> None:
-    seq: int | None = None
-    try:
-        if is_batch(data):
-            await _batch(conn, engine, guard, data)
-            return
-        frame = decode_frame(data)
-        if isinstance(engine.clock, VirtualClock) and frame.ts is not None:
-            # Playback: the recorded time drives the clock, and whatever
-            # falls due before this frame fires first.
-            await engine.advance(frame.ts / 1000.0)
-        if isinstance(frame, Screen):
-            frame = frame.as_event()
-        if isinstance(frame, Event):
-            seq = frame.seq
-            await _event(conn, engine, guard, frame)
-        elif isinstance(frame, Identify):
-            await _identify(conn, engine, guard, frame)
-        elif isinstance(frame, Hello):
-            await _hello(conn, engine, guard, origin, frame)
-        elif isinstance(frame, Bye):
-            await engine.detach(conn)
-            conn.said_bye = True
-            conn.deliver({"type": "ack", "seq": None})
-        elif isinstance(frame, End):
-            await engine.end(conn)
-        elif isinstance(frame, Consent):
-            session = engine.session_of(conn)
-            if session is None:
-                raise NoSessionError("send hello before consent")
-            await engine.store.set_consent(session.app, session.user, frame.granted)
-            conn.deliver({"type": "ack", "seq": None})
-        elif isinstance(frame, Subscribe):
-            await _subscribe(conn, engine, frame)
-        elif isinstance(frame, Refresh):
-            _refresh(conn, engine, guard, frame)
-    except ProtocolError as exc:
-        conn.deliver(
-            {"type": "error", "code": exc.code, "message": exc.message, "seq": seq}
+            if not guard.per_ip.acquire(self.address):
+                self.close(CLOSE_TOO_MANY, "too many connections from this address")
+                return
+            self._ip_counted = True
+            self._bucket = TokenBucket(limits.frames_per_second, limits.frame_burst)
+        self.later(
+            "hello",
+            limits.hello_timeout,
+            lambda: self.close(CLOSE_NO_HELLO, "no hello in time"),
         )
-    except NoSessionError as exc:
-        conn.deliver(
-            {"type": "error", "code": "no_session", "message": str(exc), "seq": seq}
-        )
+        self.later("ping", limits.ping_interval, self._ping)
 
-
-async def _event(conn: Connection, engine: Engine, guard: Guard, frame: Event) -> None:
-    """Apply one event, unless its ``seq`` was applied before; then ack.
-
-    The one place events enter the engine from a socket, and so the one
-    place sequence numbers are checked (``gateway.sequence``).
-    """
-    check_props(frame.props, guard.limits)
-    session = engine.session_of(conn)
-    if session is None:
-        raise NoSessionError("send hello before events")
-    if admit(session, frame.seq):
-        if frame.name == "push_opened":
-            await _opened(conn, engine, frame.props)
-        await engine.event(conn, frame.name, frame.props)
-    conn.deliver(ack_frame(session, frame.seq))
-
-
-async def _identify(
-    conn: Connection, engine: Engine, guard: Guard, frame: Identify
-) -> None:
-    session = engine.session_of(conn)
-    if session is None:
-        raise NoSessionError("send hello before identify")
-    check_props(frame.traits, guard.limits)
-    user = frame.user
-    if ANONYMOUS_PREFIX + user == session.user:
-        # An anonymous visitor naming itself as in hello: traits only.
-        user = session.user
-    if not guard.config.dev_mode and user != session.user:
-        if frame.token is None:
-            raise ProtocolError(
-                "unauthorized",
-                "identify as another user needs a connection token for that "
-                "user in its token field",
-            )
+    async def _read(self) -> None:
+        """Handle the frames in the inbox, in order, then stop."""
+        inbox = self._inbox
+        engine = self.engine
+        guard = self.guard
+        bucket = self._bucket
         try:
-            expires = verify_token(
-                frame.token,
-                guard.config.apps[session.app],
-                user,
-                guard.wall(),
-                guard.limits.token_max_lifetime,
-            )
-        except AuthError as exc:
-            raise ProtocolError("unauthorized", str(exc)) from None
-        conn.expires = expires
-        _watch_expiry(conn, guard)
-    if guard.limited and conn.counted is not None and user != session.user:
-        # The per-user count follows the socket to its new user.
-        if not guard.per_user.acquire((session.app, user)):
-            raise ProtocolError(
-                "too_many_connections",
-                f"user {user!r} has {guard.per_user.limit} open connections "
-                "already: close one first",
-            )
-        guard.per_user.release(conn.counted)
-        conn.counted = (session.app, user)
-    await engine.identify(conn, user, frame.traits)
-    conn.deliver({"type": "ack", "seq": None})
+            while inbox and not self.closing:
+                data = inbox.popleft()
+                if self._read_paused and len(inbox) < _INBOX_LOW and not self._lost:
+                    self._read_paused = False
+                    assert self._transport is not None
+                    self._transport.resume_reading()
+                if bucket is not None and not bucket.take():
+                    refuse_flood(self, bucket)
+                    continue
+                try:
+                    await handle(self, engine, guard, data)
+                except Exception:
+                    # Our bug, not the client's: keep the connection, say so.
+                    log.exception("frame handling failed")
+                    self.deliver(_INTERNAL_ERROR)
+        finally:
+            self._reader = None
+            if self._lost:
+                await self._detach()
 
+    async def _detach(self) -> None:
+        if not self.said_bye:
+            self.said_bye = True
+            await self.engine.detach(self)
 
-async def _batch(
-    conn: Connection, engine: Engine, guard: Guard, data: str | bytes
-) -> None:
-    """A JSON array of events: applied in order, each through the same
-    checks as a single event (props limits, sequence numbers), answered by
-    one ``ack`` carrying the highest ``seq`` applied (docs/protocol.md)."""
-    events = decode_batch(data)
-    session = engine.session_of(conn)
-    if session is None:
-        raise NoSessionError("send hello before events")
-    for frame in events:
-        check_props(frame.props, guard.limits)
-    virtual = isinstance(engine.clock, VirtualClock)
-    top: int | None = None
-    for frame in events:
-        if virtual and frame.ts is not None:
-            await engine.advance(frame.ts / 1000.0)
-        if admit(session, frame.seq):
-            if frame.name == "push_opened":
-                await _opened(conn, engine, frame.props)
-            await engine.event(conn, frame.name, frame.props)
-        if frame.seq is not None and (top is None or frame.seq > top):
-            top = frame.seq
-    conn.deliver(ack_frame(session, top))
+    def _start(self, coro: Any) -> asyncio.Task[None]:
+        """A task uvicorn waits for on shutdown, before the store closes."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        return task
 
+    # -- sending -------------------------------------------------------------
 
-async def _subscribe(conn: Connection, engine: Engine, frame: Subscribe) -> None:
-    session = engine.session_of(conn)
-    if session is None:
-        raise NoSessionError("send hello before subscribe")
-    registration = Registration(
-        channel=frame.channel,
-        subscription=frame.subscription,
-        token=frame.token,
-        environment=frame.environment,
-    )
-    try:
-        subscription = to_subscription(
-            registration,
-            app=session.app,
-            user=session.user,
-            device_id=str(session.device["id"]),
-            now=engine.clock.now(),
-            allow_loopback=conn.allow_loopback,
-        )
-    except InvalidSubscription as exc:
-        raise ProtocolError("invalid_subscription", str(exc)) from exc
-    await engine.store.add_subscription(subscription)
-    conn.deliver({"type": "ack", "seq": None})
-
-
-async def _opened(conn: Connection, engine: Engine, props: dict[str, Any]) -> None:
-    """``push_opened`` with ``{"message": id}``: count the open of a push the
-    user was sent; the event still goes to the rules like any other."""
-    session = engine.session_of(conn)
-    message_id = props.get("message")
-    if session is not None and isinstance(message_id, str):
-        await record_engagement(engine, message_id, session.app, session.user, "opened")
-
-
-def _unauthorized(conn: Connection, message: str) -> None:
-    conn.deliver({"type": "error", "code": "unauthorized", "message": message})
-    conn.close(CLOSE_UNAUTHORIZED, "unauthorized")
-
-
-def _authenticate(
-    conn: Connection, guard: Guard, origin: str | None, hello: Hello
-) -> str:
-    """The user id the session runs as; raises AuthError if none may."""
-    config = guard.config
-    if config.dev_mode:
-        return hello.user
-    app = config.apps.get(hello.app)
-    if app is None:
-        raise AuthError(f"no app {hello.app!r} on this gateway: check hello's app")
-    if not hello_origin_allowed(config, app, origin):
-        raise AuthError(f"this page's origin may not connect to app {app.name!r}")
-    if hello.token is not None:
-        conn.expires = verify_token(
-            hello.token,
-            app,
-            hello.user,
-            guard.wall(),
-            guard.limits.token_max_lifetime,
-        )
-        return hello.user
-    if hello.key is not None:
-        if origin is None or not public_key_matches(app, hello.key):
-            raise AuthError(
-                f"anonymous mode needs app {app.name!r}'s public key, sent from a "
-                "page on its allowed_origins"
-            )
-        return ANONYMOUS_PREFIX + hello.user
-    raise AuthError("hello needs a token (or, from a web page, the app's key)")
-
-
-def _watch_expiry(conn: Connection, guard: Guard) -> None:
-    """At ``exp`` say so; ``token_refresh_grace`` later, close (4004)."""
-    if conn.expires is None:
-        return
-    grace = guard.limits.token_refresh_grace
-
-    def expired() -> None:
-        conn.deliver(
-            {
-                "type": "error",
-                "code": "token_expired",
-                "message": f"the connection token expired: send a refresh frame "
-                f"with a new one within {grace:g} s",
-                "seq": None,
-            }
-        )
-        conn.later(
-            "grace",
-            grace,
-            lambda: conn.close(CLOSE_TOKEN_EXPIRED, "token expired"),
-        )
-
-    conn.cancel("grace")
-    conn.later("expiry", max(0.0, conn.expires - guard.wall()), expired)
-
-
-def _refresh(conn: Connection, engine: Engine, guard: Guard, frame: Refresh) -> None:
-    session = engine.session_of(conn)
-    if session is None:
-        raise NoSessionError("send hello before refresh")
-    if guard.config.dev_mode or conn.expires is None:
-        conn.deliver({"type": "ack", "seq": None})
-        return
-    app = guard.config.apps[session.app]
-    try:
-        conn.expires = verify_token(
-            frame.token,
-            app,
-            session.user,
-            guard.wall(),
-            guard.limits.token_max_lifetime,
-        )
-    except AuthError as exc:
-        # The current token still holds until it expires: refuse the frame,
-        # keep the connection.
-        raise ProtocolError("unauthorized", str(exc)) from None
-    _watch_expiry(conn, guard)
-    conn.deliver({"type": "ack", "seq": None})
-
-
-async def _hello(
-    conn: Connection, engine: Engine, guard: Guard, origin: str | None, hello: Hello
-) -> None:
-    if engine.session_of(conn) is not None or conn.said_bye:
-        raise ProtocolError("duplicate_hello", "this connection already has a session")
-    try:
-        user = _authenticate(conn, guard, origin, hello)
-    except AuthError as exc:
-        log.info("refused hello for app %.100r: %s", hello.app, exc)
-        _unauthorized(conn, str(exc))
-        return
-    try:
-        # The engine reads local days, quiet hours and `at` times from this
-        # zone; an offset would be wrong for half the year, so refuse it here.
-        check_zone(hello.device.timezone)
-    except TimeZoneError as exc:
-        raise ProtocolError("invalid_frame", f"{exc} - at `$.device.timezone`") from exc
-    if guard.limited:
-        if not guard.per_user.acquire((hello.app, user)):
-            conn.deliver(
-                {
-                    "type": "error",
-                    "code": "too_many_connections",
-                    "message": f"this user has {guard.per_user.limit} open "
-                    "connections already: close one first",
-                }
-            )
-            conn.close(CLOSE_TOO_MANY, "too many connections for this user")
+    def _write_out(self) -> None:
+        transport = self._transport
+        if transport is None:
             return
-        conn.counted = (hello.app, user)
-    conn.cancel("hello")
-    device = Device(
-        app=hello.app,
-        user=user,
-        device_id=hello.device.id or f"{user}:{hello.device.platform}",
-        platform=hello.device.platform,
-        timezone=hello.device.timezone,
-        lang=hello.device.lang,
-        app_version=hello.device.app_version,
-        last_seen=engine.clock.now(),
-    )
+        for data in self._ws.data_to_send():
+            if data:
+                transport.write(data)
+            else:
+                # The protocol's end of stream: the handshake was refused,
+                # or both close frames have passed. A server closes TCP.
+                transport.close()
 
-    def welcome(session: Session, resumed: bool) -> None:
-        # Sent by the engine before any rule of a new session can answer,
-        # so a client always hears `welcome` first.
-        conn.deliver(
-            {
-                "type": "welcome",
-                "session": session.id,
-                "resumed": resumed,
-                "heartbeat": _seconds(guard.limits.ping_interval),
-                "seq": last_applied(session),
-            }
+    def _ping(self) -> None:
+        limits = self.guard.limits
+        if self._ping_data is None:
+            self._ping_data = os.urandom(4)
+            self._ws.send_ping(self._ping_data)
+            self._write_out()
+            self.later("pong", limits.ping_timeout, self._no_pong)
+        self.later("ping", limits.ping_interval, self._ping)
+
+    def _no_pong(self) -> None:
+        # The peer is gone or wedged: say why if the socket still takes
+        # bytes, then drop it without waiting for a close handshake.
+        timeout = self.guard.limits.ping_timeout
+        log.info("no pong within %g s: closing the connection", timeout)
+        self.close(CLOSE_NO_PONG, "keepalive ping timeout")
+        if self._transport is not None:
+            self._transport.abort()
+
+
+def _deflate() -> list[ServerPerMessageDeflateFactory]:
+    # Windows of 4 KiB and memLevel 5, as uvicorn used: compression stays
+    # worthwhile on small JSON frames while each socket keeps less state.
+    return [
+        ServerPerMessageDeflateFactory(
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
         )
-
-    await engine.open(conn, device, hello.session, welcome)
-    _watch_expiry(conn, guard)
-
-
-def _seconds(value: float) -> float | int:
-    # 30, not 30.0, as the protocol has always said.
-    return int(value) if value.is_integer() else value
+    ]

@@ -240,5 +240,5 @@ def decode_batch(data: str | bytes) -> list[Event]:
         raise ProtocolError("malformed_json", str(exc)) from exc
 
 
-def encode_frame(frame: dict[str, Any]) -> str:
-    return _encoder.encode(frame).decode()
+def encode_frame(frame: dict[str, Any]) -> bytes:
+    return _encoder.encode(frame)

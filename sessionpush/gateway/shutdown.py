@@ -23,6 +23,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from sessionpush.gateway.apps import GatewayConfig
+from sessionpush.gateway.connection import Connection
 
 if TYPE_CHECKING:
     from sessionpush.store.base import Store
@@ -41,20 +42,17 @@ def server_config(
     app: ASGIApp, gateway: GatewayConfig, host: str, port: int
 ) -> uvicorn.Config:
     """The uvicorn settings the gateway's limits call for."""
-    limits = gateway.limits
     proxies = list(gateway.trusted_proxies)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_config=None,
+        # The lifespan hands the engine to the websocket protocol.
         lifespan="on",
-        # websockets checks max_size after inflating, so with compression on
-        # this is also the cap on what a compressed frame may expand to.
-        ws_max_size=limits.frame_bytes,
-        ws_per_message_deflate=limits.compression,
-        ws_ping_interval=limits.ping_interval,
-        ws_ping_timeout=limits.ping_timeout,
+        # /v1/session upgrades to our own protocol, which reads frame size,
+        # compression and keepalive from the same limits.
+        ws=Connection,
         # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, which
         # would let any local client pick its address for the per-IP limit.
         proxy_headers=bool(proxies),

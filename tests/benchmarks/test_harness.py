@@ -17,7 +17,7 @@ TINY = WorkerPlan(
 )
 
 
-@pytest.mark.parametrize("kind", ["sessionpush", "sessionpush-ws", "baseline"])
+@pytest.mark.parametrize("kind", ["sessionpush", "baseline"])
 def test_a_single_frame_phase_counts_every_event_it_replays(
     kind: str, tmp_path: Path, data_dir: Path
 ) -> None:
@@ -58,7 +58,7 @@ def test_the_targets_table_prints_every_target(
         "end_to_outbox_ms": None,
     }
     phases = ["single", "batch", "half", "idle-plain", "idle-deflate"]
-    kinds = ["baseline", "sessionpush", "sessionpush-ws"]
+    kinds = ["baseline", "sessionpush"]
     results = {
         "gateway": {f"{p}/{k}": summarize([run]) for p in phases for k in kinds},
         "engine": [

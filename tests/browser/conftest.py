@@ -25,6 +25,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from sessionpush.gateway.app import Settings, create_app
+from sessionpush.gateway.apps import dev_config
+from sessionpush.gateway.shutdown import server_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -93,7 +95,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         app.router.routes.append(Route("/test/page.html", page))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(app, log_config=None, lifespan="on")
+        port = sock.getsockname()[1]
+        config = server_config(app, dev_config(), "127.0.0.1", port)
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         servers.append((server, task))
@@ -101,7 +104,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        return Site(sock.getsockname()[1], tmp_path)
+        return Site(port, tmp_path)
 
     yield start
     for server, task in servers:

@@ -16,6 +16,8 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from sessionpush.gateway.app import Settings, create_app
+from sessionpush.gateway.apps import dev_config
+from sessionpush.gateway.shutdown import server_config
 
 
 class Gateway:
@@ -66,13 +68,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(settings),
-            log_config=None,
-            lifespan="on",
-            ws_max_size=64 * 1024,
-            ws_per_message_deflate=False,
-        )
+        config = server_config(create_app(settings), dev_config(), "127.0.0.1", port)
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         servers.append((server, task))
