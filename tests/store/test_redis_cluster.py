@@ -1,0 +1,242 @@
+"""The Redis store on a real Redis Cluster of three primaries: state spreads
+over the nodes, every step still works, erasure reaches every node, and rule
+sets announced through one node reach a watcher on another.
+
+The contract suites run on the cluster too (the ``redis-cluster`` store);
+these tests check what only a cluster can get wrong, reading each node
+directly, past the cluster client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from sessionpush.engine.rules import CompiledLimit as Limit
+from sessionpush.store import StoreError, open_store
+from sessionpush.store.redis import RedisStore
+from tests.redis_server import RedisClusterServers
+from tests.store.records import timer
+from tests.store.test_store_contract_erasure import remember
+
+USERS = [f"user-{i}" for i in range(40)]
+
+
+@pytest.fixture
+def cluster(redis_cluster: RedisClusterServers) -> Iterator[RedisClusterServers]:
+    redis_cluster.flush()
+    yield redis_cluster
+
+
+@pytest.fixture
+async def store(cluster: RedisClusterServers) -> AsyncIterator[RedisStore]:
+    opened = RedisStore(cluster.url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def _seeded_by(cluster: RedisClusterServers, node: int) -> RedisStore:
+    """A store that knows one node only and learns the rest from it."""
+    return RedisStore(f"redis+cluster://127.0.0.1:{cluster.ports[node]}")
+
+
+def _dump(port: int) -> list[str]:
+    """Every key of one node with each field, member or stream entry, as
+    ``key: part`` strings."""
+    found = []
+    with redis.Redis(port=port) as client:
+        for key in client.scan_iter(count=1000):
+            kind = client.type(key).decode()
+            parts: list[Any]
+            if kind == "string":
+                parts = [client.get(key)]
+            elif kind == "hash":
+                parts = [k + b"=" + v for k, v in client.hgetall(key).items()]
+            elif kind == "zset":
+                parts = client.zrange(key, 0, -1)
+            elif kind == "stream":
+                parts = [fields[b"d"] for _, fields in client.xrange(key)]
+            else:
+                raise AssertionError(f"{key!r} is a {kind}; the store makes none")
+            found += [f"{key.decode()}: {part.decode()}" for part in parts]
+    return found
+
+
+async def test_many_users_state_lands_on_every_node_and_reads_back(
+    store: RedisStore, cluster: RedisClusterServers
+) -> None:
+    for user in USERS:
+        await store.set_user_attributes("shop", user, {"tier": "gold"})
+        await store.add_timer(timer(f"t-{user}", user=user, due=time.time() - 1))
+        cap = Limit(count=1, per="session", window=None).key("shop", user, "s", "r")
+        assert await store.cap_take_all([(cap, 1, float("-inf"))], 1.0) is None
+
+    by_node = cluster.keys_by_node()
+
+    # Users, caps and timer shards each hash to their own slots: a store
+    # that sent everything to one node (or one slot) would leave two empty.
+    assert all(len(keys) >= 10 for keys in by_node.values()), {
+        port: len(keys) for port, keys in by_node.items()
+    }
+    profiles = [
+        port
+        for port, keys in by_node.items()
+        for key in keys
+        if key.endswith(b":attrs")
+    ]
+    assert len(set(profiles)) == 3
+    for user in USERS:
+        assert (await store.get_user("shop", user)).attributes == {"tier": "gold"}
+
+
+async def test_timers_of_every_shard_are_claimed_and_settled_once_across_nodes(
+    store: RedisStore, cluster: RedisClusterServers
+) -> None:
+    for user in USERS:
+        await store.add_timer(timer(f"t-{user}", user=user, due=time.time() - 1))
+    shards = {store.keys.shard_of("shop", user) for user in USERS}
+    queues = [store.keys.timer_queue(shard).due.encode() for shard in shards]
+    owners = {
+        port
+        for port, keys in cluster.keys_by_node().items()
+        for key in keys
+        if key in queues
+    }
+
+    claims = await store.claim_due(time.time(), 1000, 30.0)
+    settled = await store.finish_many(claims)
+    again = await store.finish_many(claims)
+
+    assert len(owners) == 3  # the eight shards' queues are on every node
+    assert sorted(c.timer.timer_id for c in claims) == sorted(
+        f"t-{user}" for user in USERS
+    )
+    assert settled == [True] * len(USERS)
+    assert again == [False] * len(USERS)
+    assert await store.pending_timers() == []
+
+
+async def test_erasing_a_user_leaves_nothing_of_them_on_any_node(
+    store: RedisStore, cluster: RedisClusterServers
+) -> None:
+    for user in ("alice", "bob", "carol", "dave", "erin"):
+        await remember(store, "shop", user, f"sess-{user}")
+    for claim in await store.claim_due(time.time(), 100, 60.0):
+        if claim.timer.timer_id.startswith("settled-"):
+            assert await store.finish(claim)
+    before = {port: _dump(port) for port in cluster.ports}
+    holding_alice = [
+        port for port, records in before.items() if any("alice" in r for r in records)
+    ]
+
+    await store.erase_user("shop", "alice")
+
+    after = {port: _dump(port) for port in cluster.ports}
+    assert len(holding_alice) == 3  # her slots were on every node
+    for port in cluster.ports:
+        assert [r for r in after[port] if "alice" in r] == [], port
+        assert [r for r in after[port] if "bob" in r] == [
+            r for r in before[port] if "bob" in r
+        ]
+
+
+async def test_a_rule_set_saved_through_one_node_reaches_a_watcher_seeded_by_another(
+    cluster: RedisClusterServers,
+) -> None:
+    saver, watcher = _seeded_by(cluster, 0), _seeded_by(cluster, 2)
+    await saver.open()
+    await watcher.open()
+    versions = watcher.rule_versions()
+    try:
+        assert await asyncio.wait_for(anext(versions), 5) == 0
+
+        version = await saver.save_rules("rule x {}", 1.0)
+
+        assert await asyncio.wait_for(anext(versions), 5) == version
+        loaded = await watcher.load_rules()
+        assert loaded is not None and loaded.source == "rule x {}"
+    finally:
+        await versions.aclose()  # type: ignore[attr-defined]
+        await saver.close()
+        await watcher.close()
+
+
+async def test_a_cluster_watcher_looks_again_when_no_announcement_comes(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cluster bus may drop an announcement; a quiet watcher yields 0,
+    "load the latest", every so often."""
+    monkeypatch.setattr("sessionpush.store.redis._CLUSTER_RECHECK", 0.2)
+    versions = store.rule_versions()
+    try:
+        assert await asyncio.wait_for(anext(versions), 5) == 0
+        started = time.monotonic()
+
+        assert await asyncio.wait_for(anext(versions), 5) == 0
+
+        assert 0.15 < time.monotonic() - started < 2
+    finally:
+        await versions.aclose()  # type: ignore[attr-defined]
+
+
+async def test_caps_of_two_users_in_one_send_are_refused_on_a_cluster(
+    store: RedisStore,
+) -> None:
+    caps = [
+        (Limit(count=1, per="day", window=None).key("shop", user, "s", "r"), 1, 0.0)
+        for user in ("alice", "bob")
+    ]
+
+    with pytest.raises(StoreError, match=r"caps .* are of different users"):
+        await store.cap_take_all(caps, 1.0)
+
+
+def test_a_cluster_url_names_its_nodes_credentials_and_settings() -> None:
+    store = open_store(
+        "rediss+cluster://ops:p%40ss@10.0.0.1:7000,[::1]:7001/0?prefix=shop&shards=6"
+    )
+
+    assert isinstance(store, RedisStore) and store.cluster
+    assert (store.keys.prefix, store.keys.shards) == ("shop", 6)
+    assert store._seeds is not None
+    assert store._seeds.nodes == [("10.0.0.1", 7000), ("::1", 7001)]
+    assert (store._seeds.username, store._seeds.password) == ("ops", "p@ss")
+    assert store._seeds.tls
+    assert "p@ss" not in repr(store) and "p%40ss" not in repr(store)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://10.0.0.1:7000/2", "a cluster has database 0 only"),
+        ("redis+cluster://10.0.0.1", "every node is HOST:PORT"),
+        ("redis+cluster://10.0.0.1:7000,:7001", "every node is HOST:PORT"),
+        ("redis+cluster://10.0.0.1:7000,10.0.0.2:port", "every node is HOST:PORT"),
+        ("redis+cluster://10.0.0.1:99999", "every node is HOST:PORT"),
+        ("redis+cluster://", "every node is HOST:PORT"),
+        ("redis+cluster://h:1?db=1", "takes prefix and shards only"),
+        ("redis+cluster://h:1?shards=0", "expected a whole number of timer queues"),
+    ],
+)
+def test_a_bad_cluster_url_says_what_it_expects(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message) as caught:
+        open_store(url)
+
+    if "every node" in message or "database" in message:
+        assert "redis+cluster://[[USER]:PASSWORD@]HOST:PORT" in str(caught.value)
+
+
+async def test_an_unreachable_cluster_is_refused_with_where_and_how_to_fix() -> None:
+    from tests.redis_server import free_port
+
+    store = open_store(f"redis+cluster://:secret@127.0.0.1:{free_port()}")
+
+    with pytest.raises(StoreError, match="cannot reach the Redis Cluster") as caught:
+        await store.open()
+    assert "start redis-server" in str(caught.value)
+    assert "secret" not in str(caught.value)
