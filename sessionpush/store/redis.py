@@ -266,19 +266,42 @@ class RedisStore:
     ) -> list[Any]:
         """``script`` once per (keys, args), all in one round trip; the
         replies in order. Each call's keys are of one slot, the calls' of
-        many (one call per timer shard)."""
+        many (one call per timer shard).
+
+        On a cluster a call whose node fails (down, failing over, its slot
+        migrating) gets ``None`` and a warning, and the others keep their
+        replies: the timers a claim took on healthy nodes are fired now
+        rather than left leased. Only when every call fails is it an error.
+        """
         client = self._redis()
         run = self._scripts[script]
-        with self._errors(action):
-            if isinstance(client, RedisCluster):
-                # A cluster pipeline neither loads a script a node lacks nor
-                # retries on NOSCRIPT; concurrent calls reach every node at
-                # once all the same, and each call loads its script where
-                # it is missing (a new primary after a failover).
-                replies = await asyncio.gather(
-                    *(run(keys=keys, args=args) for keys, args in calls)
+        if isinstance(client, RedisCluster):
+            # A cluster pipeline neither loads a script a node lacks nor
+            # retries on NOSCRIPT; concurrent calls reach every node at once
+            # all the same, and each call loads its script where it is
+            # missing (a new primary after a failover).
+            replies: list[Any] = await asyncio.gather(
+                *(run(keys=keys, args=args) for keys, args in calls),
+                return_exceptions=True,
+            )
+            failed = [r for r in replies if isinstance(r, BaseException)]
+            for reply in failed:
+                if not isinstance(reply, _REDIS_ERRORS):
+                    raise reply
+            if failed and len(failed) == len(replies):
+                with self._errors(action):
+                    raise failed[0]
+            if failed:
+                logger.warning(
+                    "Redis Cluster %s: cannot %s on %d of %d timer shards: %s",
+                    _where(self._url),
+                    action,
+                    len(failed),
+                    len(replies),
+                    failed[0],
                 )
-                return list(replies)
+            return [None if isinstance(r, BaseException) else r for r in replies]
+        with self._errors(action):
             pipe = client.pipeline(transaction=False)
             for keys, args in calls:
                 # Queues the EVALSHA on the pipeline (and the script load
@@ -679,6 +702,8 @@ class RedisStore:
         )
         claims: list[tuple[float, int, Claim]] = []
         for reply in replies:
+            if reply is None:
+                continue  # that shard's node failed; its timers wait
             lease_until = float(reply[0])
             for i in range(1, len(reply), 4):
                 timer = _timer_decoder.decode(reply[i + 1])
@@ -740,6 +765,10 @@ class RedisStore:
         replies = await self._run_each("finish timers", "FINISH_MANY", calls)
         done = [False] * len(claims)
         for (_, indexes), reply in zip(by_shard.values(), replies, strict=True):
+            if reply is None:
+                # Unsettled, as after a crash: claimed again after the
+                # lease, and sent again with the same message id.
+                continue
             for index, answer in zip(indexes, reply, strict=True):
                 done[index] = bool(answer)
         return done

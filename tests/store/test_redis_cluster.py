@@ -121,6 +121,63 @@ async def test_timers_of_every_shard_are_claimed_and_settled_once_across_nodes(
     assert await store.pending_timers() == []
 
 
+def _fail_one_queue(store: RedisStore, script: str) -> set[str]:
+    """Make ``script`` fail, as a node down would, on the timer queue of the
+    first user; the users whose timers are in that queue."""
+    down = store.keys.shard_of("shop", USERS[0])
+    due = store.keys.timer_queue(down).due
+    run = store._scripts[script]
+
+    async def flaky(keys: list[Any], args: list[Any], **kwargs: Any) -> Any:
+        if keys[0] == due:
+            raise redis.exceptions.ConnectionError("node down")
+        return await run(keys=keys, args=args, **kwargs)
+
+    store._scripts[script] = flaky
+    return {user for user in USERS if store.keys.shard_of("shop", user) == down}
+
+
+async def test_a_claim_keeps_the_timers_of_healthy_nodes_when_one_node_fails(
+    store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    for user in USERS:
+        await store.add_timer(timer(f"t-{user}", user=user, due=time.time() - 1))
+    behind = _fail_one_queue(store, "CLAIM_DUE")
+
+    claims = await store.claim_due(time.time(), 1000, 30.0)
+
+    assert behind
+    assert {c.timer.user for c in claims} == set(USERS) - behind
+    assert "cannot claim due timers on 1 of 8 timer shards" in caplog.text
+
+
+async def test_a_settle_answers_false_for_the_timers_of_a_failed_node_only(
+    store: RedisStore,
+) -> None:
+    for user in USERS:
+        await store.add_timer(timer(f"t-{user}", user=user, due=time.time() - 1))
+    claims = await store.claim_due(time.time(), 1000, 30.0)
+    behind = _fail_one_queue(store, "FINISH_MANY")
+
+    settled = await store.finish_many(claims)
+
+    unsettled = {c.timer.user for c, ok in zip(claims, settled, strict=True) if not ok}
+    assert unsettled == behind
+    assert len(unsettled) < len(USERS)
+
+
+async def test_a_claim_with_every_node_failing_is_a_store_error(
+    store: RedisStore,
+) -> None:
+    async def down(**kwargs: Any) -> Any:
+        raise redis.exceptions.ConnectionError("node down")
+
+    store._scripts["CLAIM_DUE"] = down
+
+    with pytest.raises(StoreError, match="cannot claim due timers: node down"):
+        await store.claim_due(time.time(), 10, 30.0)
+
+
 async def test_erasing_a_user_leaves_nothing_of_them_on_any_node(
     store: RedisStore, cluster: RedisClusterServers
 ) -> None:
