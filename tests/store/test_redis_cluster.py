@@ -178,6 +178,91 @@ async def test_a_claim_with_every_node_failing_is_a_store_error(
         await store.claim_due(time.time(), 10, 30.0)
 
 
+def _node_id(port: int) -> str:
+    with redis.Redis(port=port) as client:
+        node_id: str = client.execute_command("CLUSTER", "MYID").decode()
+    return node_id
+
+
+def _owner(cluster: RedisClusterServers, key: str) -> int:
+    """The port of the node serving ``key``'s slot."""
+    with redis.Redis(port=cluster.ports[0]) as client:
+        slot = client.execute_command("CLUSTER", "KEYSLOT", key)
+        for start, end, (_, port, *_), *_ in client.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(port)
+    raise AssertionError(f"no node serves {key}")
+
+
+def _start_moving(cluster: RedisClusterServers, key: str, to: int) -> list[bytes]:
+    """Begin migrating ``key``'s slot to the node on port ``to`` and move
+    ``key`` alone (as ``redis-cli --cluster reshard`` moves keys in
+    batches); the keys of the slot still to move."""
+    source = _owner(cluster, key)
+    with (
+        redis.Redis(port=source) as src,
+        redis.Redis(port=to) as dst,
+    ):
+        slot = src.execute_command("CLUSTER", "KEYSLOT", key)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(source))
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(to))
+        src.execute_command("MIGRATE", "127.0.0.1", to, key, 0, 5000)
+        left: list[bytes] = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    return left
+
+
+def _finish_moving(
+    cluster: RedisClusterServers, key: str, source: int, to: int, left: list[bytes]
+) -> None:
+    with redis.Redis(port=source) as src:
+        slot = src.execute_command("CLUSTER", "KEYSLOT", key)
+        if left:
+            src.execute_command("MIGRATE", "127.0.0.1", to, "", 0, 5000, "KEYS", *left)
+    for port in cluster.ports:
+        with redis.Redis(port=port) as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", _node_id(to))
+
+
+async def test_a_timer_queue_whose_slot_migrates_fires_on_its_new_node(
+    store: RedisStore, cluster: RedisClusterServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the queue is split between two nodes its scripts answer
+    TRYAGAIN and the other queues go on; once moved, the queue's timers are
+    claimed and settled on the node that took it (which ran none of the
+    store's scripts before: it loads them on NOSCRIPT)."""
+    for user in USERS:
+        await store.add_timer(timer(f"t-{user}", user=user, due=time.time() - 1))
+    shard = store.keys.shard_of("shop", USERS[0])
+    queue = store.keys.timer_queue(shard)
+    moving = {u for u in USERS if store.keys.shard_of("shop", u) == shard}
+    source = _owner(cluster, queue.due)
+    to = next(port for port in cluster.ports if port != source)
+    for port in cluster.ports:
+        with redis.Redis(port=port) as client:
+            client.script_flush()
+    try:
+        left = _start_moving(cluster, queue.due, to)
+
+        during = await store.claim_due(time.time(), 1000, 30.0)
+        _finish_moving(cluster, queue.due, source, to, left)
+        after = await store.claim_due(time.time(), 1000, 30.0)
+        settled = await store.finish_many(after)
+    finally:
+        # The cluster is shared by the whole run: the slot goes back.
+        cluster.flush()
+        if _owner(cluster, queue.due) != source:
+            _finish_moving(cluster, queue.due, to, source, [])
+        for port in (source, to):
+            with redis.Redis(port=port) as client:
+                slot = client.execute_command("CLUSTER", "KEYSLOT", queue.due)
+                client.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+
+    assert {c.timer.user for c in during} == set(USERS) - moving
+    assert "cannot claim due timers on 1 of 8 timer shards" in caplog.text
+    assert {c.timer.user for c in after} == moving
+    assert all(settled)
+
+
 async def test_erasing_a_user_leaves_nothing_of_them_on_any_node(
     store: RedisStore, cluster: RedisClusterServers
 ) -> None:
