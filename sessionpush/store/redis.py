@@ -213,8 +213,8 @@ class RedisStore:
         }
         self._client = client
         logger.info(
-            "opened Redis %s store %s (prefix %r, %d timer shards)",
-            "Cluster" if self._seeds else "",
+            "opened %s store %s (prefix %r, %d timer shards)",
+            "Redis Cluster" if self._seeds else "Redis",
             _where(self._url),
             self.keys.prefix,
             self.keys.shards,
@@ -520,14 +520,22 @@ class RedisStore:
             )
             args += [limit, repr(since), ttl]
         keys = [self.keys.cap(key) for key, _, _ in caps]
-        if self._seeds is not None and len({hash_tag(k.encode()) for k in keys}) > 1:
-            raise StoreError(
-                f"caps {[key for key, _, _ in caps]!r} are of different users; on "
-                f"a Redis Cluster the caps of one send must be one user's, to be "
-                f"taken in one script"
-            )
+        if self._seeds is not None:
+            self._one_user(keys)
         full: int = await self._run("take cap slots", "CAP_TAKE_ALL", keys, args)
         return None if full < 0 else full
+
+    def _one_user(self, cap_keys: list[str]) -> None:
+        """Refuse, on a cluster, caps of several users (several slots)."""
+        owners = {hash_tag(key.encode()) for key in cap_keys}
+        if len(owners) > 1:
+            # The keys name users, which stay out of messages and logs.
+            raise StoreError(
+                f"the {len(cap_keys)} caps of one send are of {len(owners)} "
+                f"different users; on a Redis Cluster the caps of one send "
+                f"must be one user's (as the engine's are), to be taken in "
+                f"one script"
+            )
 
     # suppression
 
