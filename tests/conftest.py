@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.exceptions import RedisError
 
 from tests.redis_server import RedisClusterServers, RedisServer
 
@@ -53,7 +54,7 @@ def redis_cluster(
     """
     try:
         cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster")).start()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+    except (RuntimeError, OSError, subprocess.SubprocessError, RedisError) as exc:
         pytest.fail(f"cannot start a Redis Cluster: {exc}")
     yield cluster
     cluster.stop()

@@ -151,13 +151,13 @@ class RedisClusterServers:
         if cli is None:
             raise RuntimeError(
                 "redis-cli is not installed; the Redis Cluster tests need it to "
-                "create the cluster: apt-get install -y redis-server (.ci/run "
+                "create the cluster: apt-get install -y redis-tools (.ci/run "
                 "does this)"
             )
         try:
             for node in self.nodes:
                 node.start()
-            subprocess.run(
+            created = subprocess.run(
                 [
                     cli,
                     "--cluster",
@@ -167,10 +167,15 @@ class RedisClusterServers:
                     "0",
                     "--cluster-yes",
                 ],
-                check=True,
                 capture_output=True,
+                text=True,
                 timeout=30,
             )
+            if created.returncode != 0:
+                raise RuntimeError(
+                    f"redis-cli --cluster create failed:\n{created.stdout}"
+                    f"{created.stderr}"
+                )
             self._wait_until_ok()
         except BaseException:
             self.stop()
