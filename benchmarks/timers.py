@@ -8,9 +8,13 @@ Prints, for each kind of timer the engine keeps:
 - *durable timers* in the SQLite store and in a private Redis started on a
   free loopback port: schedule (``add_timer``), cancel (``cancel_timers``)
   and fire (``claim_due`` then ``finish``) rates, and Redis bytes per
-  pending timer (target: 20,000 fires per second from one Redis).
+  pending timer (target: 20,000 fires per second from one Redis);
+- with ``--cluster``, the same on a private Redis Cluster of three
+  primaries on this machine (all on one host: it shows the cost of the
+  cluster client, not the capacity of three machines).
 
-Run: ``python -m benchmarks.timers`` (``--deadlines N``, ``--timers N``).
+Run: ``python -m benchmarks.timers`` (``--deadlines N``, ``--timers N``,
+``--cluster``).
 Numbers drift on shared machines: compare runs made on the same machine.
 """
 
@@ -32,7 +36,7 @@ from sessionpush.engine.deadlines import DeadlineQueue
 from sessionpush.store.base import PendingTimer, Store
 from sessionpush.store.redis import RedisStore
 from sessionpush.store.sqlite import SQLiteStore
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 
 # How many store calls are in flight at once: the Redis client pipelines
 # them over its connections as a busy gateway's tasks would.
@@ -203,6 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--deadlines", type=int, default=1_000_000)
     parser.add_argument("--timers", type=int, default=20_000)
+    parser.add_argument(
+        "--cluster", action="store_true", help="also on a Redis Cluster"
+    )
     args = parser.parse_args()
 
     deadlines(args.deadlines)
@@ -224,6 +231,31 @@ def main() -> None:
             client.close()
         finally:
             server.stop()
+        if args.cluster:
+            cluster(Path(tmp) / "cluster", args.timers)
+
+
+def cluster(directory: Path, count: int) -> None:
+    servers = RedisClusterServers(directory).start()
+    try:
+        clients = [redis.Redis(port=port) for port in servers.ports]
+
+        def used() -> int:
+            return sum(int(c.info("memory")["used_memory"]) for c in clients)
+
+        base = used()
+        asyncio.run(
+            durable(
+                "Redis Cluster, 3 primaries on this host",
+                RedisStore(servers.url),
+                count,
+                lambda: used() - base,
+            )
+        )
+        for client in clients:
+            client.close()
+    finally:
+        servers.stop()
 
 
 if __name__ == "__main__":

@@ -92,7 +92,8 @@ def _store_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--store",
         default="sessionpush.db",
-        help="the store serve writes to: an SQLite file or redis://HOST:PORT/DB",
+        help="the store serve writes to: an SQLite file, redis://HOST:PORT/DB or "
+        "redis+cluster://HOST:PORT[,HOST:PORT...]",
     )
     command.add_argument(
         "--rules",
@@ -135,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         default="sessionpush.db",
-        help="an SQLite file path, or redis://HOST:PORT/DB to share state between "
-        "gateway processes (docs/deploy.md)",
+        help="an SQLite file path, or redis://HOST:PORT/DB (one Redis) or "
+        "redis+cluster://HOST:PORT[,HOST:PORT...] (a Redis Cluster) to share "
+        "state between gateway processes (docs/deploy.md)",
     )
     serve.add_argument(
         "--outbox", default="outbox.jsonl", help="file the outbox appends pushes to"

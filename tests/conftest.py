@@ -1,15 +1,17 @@
 """Shared fixtures: where the shared real data sets live, and a private
-redis-server for the Redis store."""
+redis-server and Redis Cluster for the Redis store."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.exceptions import RedisError
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 
 # The data sets are not ours to ship (see ../shared/data/README.md), so they
 # stay beside the project and the tests read them in place.
@@ -38,3 +40,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         pytest.fail(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisClusterServers]:
+    """One Redis Cluster of three primaries on free ports for the whole run
+    (about two seconds to start); tests empty it before use.
+
+    Fails (never skips) when redis-server or redis-cli is missing, as
+    :func:`redis_server` does.
+    """
+    try:
+        cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster")).start()
+    except (RuntimeError, OSError, subprocess.SubprocessError, RedisError) as exc:
+        pytest.fail(f"cannot start a Redis Cluster: {exc}")
+    yield cluster
+    cluster.stop()

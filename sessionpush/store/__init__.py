@@ -4,6 +4,7 @@
 
     store = open_store("sqlite:///var/lib/sessionpush/state.db")
     store = open_store("redis://127.0.0.1:6379/0")
+    store = open_store("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
     await store.open()
 """
 
@@ -47,7 +48,8 @@ __all__ = [
 
 _ACCEPTED = (
     "a file path, 'sqlite:///relative/path.db', 'sqlite:////absolute/path.db', "
-    "':memory:' or 'sqlite://:memory:'; or 'redis://HOST:PORT/DB' to share "
+    "':memory:' or 'sqlite://:memory:'; or 'redis://HOST:PORT/DB' (one Redis) "
+    "or 'redis+cluster://HOST:PORT[,HOST:PORT...]' (a Redis Cluster) to share "
     "state between processes"
 )
 
@@ -67,13 +69,21 @@ def open_store(url: str) -> Store:
             - ``sqlite://:memory:`` (or ``sqlite:///:memory:``);
             - ``redis://[:PASSWORD@]HOST:PORT/DB`` or ``rediss://...`` (TLS),
               with optional ``?prefix=sp&shards=8``: the shared store of
-              several gateway processes (:class:`RedisStore`).
+              several gateway processes (:class:`RedisStore`) on one Redis;
+            - ``redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]``
+              or ``rediss+cluster://...`` (TLS), with the same optional
+              query: the same store on a Redis Cluster. Name one node or
+              several (any that answers gives the client the map of the
+              others); the path is empty or ``/0``, the only database of a
+              cluster. Use at least as many ``shards`` as primaries.
 
     Returns:
         The store; call ``await store.open()`` before using it.
 
     Raises:
-        StoreError: The URL is none of the accepted forms.
+        StoreError: The URL is none of the accepted forms, or a Redis one
+            with a bad setting (``shards``, a cluster node, a database other
+            than 0 on a cluster).
     """
     if "://" not in url:
         if not url:
@@ -89,7 +99,7 @@ def open_store(url: str) -> Store:
                 f"the store URL {url!r} names no database file; expected {_ACCEPTED}"
             )
         return SQLiteStore(path)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         from sessionpush.store.redis import RedisStore
 
         return RedisStore(url)

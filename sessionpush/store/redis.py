@@ -1,10 +1,13 @@
 """The shared store: state in Redis, so that several gateway processes act
 as one.
 
-Built on ``redis.asyncio`` (redis-py). Each read-then-write step is one Lua
-script (:mod:`sessionpush.store.redis_scripts`), atomic for every process
-at once; the key layout (:mod:`sessionpush.store.redis_keys`) keeps the
-keys of each step in one hash slot, as Redis Cluster requires.
+Built on ``redis.asyncio`` (redis-py): a plain client for one Redis, or
+its ``RedisCluster`` client for a Redis Cluster. Each read-then-write step
+is one Lua script (:mod:`sessionpush.store.redis_scripts`), atomic for
+every process at once; the key layout (:mod:`sessionpush.store.redis_keys`)
+keeps the keys of each step, and of each ``MULTI``, in one hash slot, as
+Redis Cluster requires. Steps over several slots (a claim over every timer
+shard, an erasure) go slot by slot, to whichever node holds each.
 
 Timers wait in sorted sets scored by due time. :meth:`RedisStore.claim_due`
 compares due times with the server's ``TIME``, so processes with skewed
@@ -29,15 +32,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from sessionpush.store import redis_scripts as lua
 from sessionpush.store.base import (
@@ -63,12 +68,20 @@ __all__ = ["RedisStore"]
 logger = logging.getLogger("sessionpush.store")
 
 _T = TypeVar("_T")
+_Client = aioredis.Redis | RedisCluster
+# What redis-py raises: RedisClusterException is not a RedisError (a slot
+# no node covers, a cluster none of the seeds can describe).
+_REDIS_ERRORS = (RedisError, RedisClusterException)
+_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 _US = "\x1f"
 # How many stream entries one XRANGE reads while listing a log.
 _PAGE = 1000
 # A settled timer's idempotency key outlives any lease and any retry.
 _SENT_TTL = 7 * 24 * 3600
+# How long a cluster store's rule watcher goes without an announcement
+# before it has the latest rule set loaded anyway (see rule_versions).
+_CLUSTER_RECHECK = 10.0
 # A per-session cap has no window; a session never lasts this long.
 _SESSION_CAP_TTL = 30 * 24 * 3600
 
@@ -118,24 +131,43 @@ _USER_KEYS = (
 )
 
 
+class _Seeds(NamedTuple):
+    """Where a Redis Cluster is first asked for its map of slots and nodes."""
+
+    nodes: list[tuple[str, int]]
+    username: str | None
+    password: str | None
+    tls: bool
+
+
 class RedisStore:
-    """The :class:`~sessionpush.store.base.Store` in Redis.
+    """The :class:`~sessionpush.store.base.Store` in Redis or a Redis Cluster.
 
     Args:
-        url: ``redis://[:PASSWORD@]HOST:PORT/DB`` (or ``rediss://``), with
-            optional query settings of our own: ``prefix`` (default ``sp``)
-            starts every key, so deployments can share a Redis; ``shards``
-            (default 8) is how many timer queues spread over a cluster.
-            Every process of one deployment must use the same values.
+        url: ``redis://[:PASSWORD@]HOST:PORT/DB`` (or ``rediss://``) for one
+            Redis; ``redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT
+            ...][/0]`` (or ``rediss+cluster://``) for a Redis Cluster, named
+            by one or more of its nodes (the client learns the others from
+            them). Both take optional query settings of our own:
+            ``prefix`` (default ``sp``) starts every key, so deployments can
+            share a Redis; ``shards`` (default 8) is how many timer queues
+            spread over a cluster. Every process of one deployment must use
+            the same values.
 
     Create it, ``await store.open()``, use it, ``await store.close()``.
     """
 
     def __init__(self, url: str) -> None:
         self._url, prefix, shards = _split_url(url)
+        self._seeds = _cluster_seeds(url)
         self.keys = Keys(prefix, shards)
-        self._client: aioredis.Redis | None = None
+        self._client: _Client | None = None
         self._scripts: dict[str, Any] = {}
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the URL names a Redis Cluster."""
+        return self._seeds is not None
 
     def __repr__(self) -> str:
         state = "open" if self._client is not None else "closed"
@@ -151,13 +183,29 @@ class RedisStore:
         """
         if self._client is not None:
             return
-        client = aioredis.Redis.from_url(self._url, decode_responses=False)
+        client: _Client
+        if self._seeds is None:
+            client = aioredis.Redis.from_url(self._url, decode_responses=False)
+        else:
+            client = RedisCluster(
+                startup_nodes=[
+                    ClusterNode(host, port) for host, port in self._seeds.nodes
+                ],
+                username=self._seeds.username,
+                password=self._seeds.password,
+                ssl=self._seeds.tls,
+                decode_responses=False,
+            )
         try:
+            if isinstance(client, RedisCluster):
+                # Reads the slot map and checks every slot has a node.
+                await client.initialize()
             await client.ping()
-        except RedisError as exc:
+        except _REDIS_ERRORS as exc:
             await client.aclose()
+            what = "the Redis Cluster" if self._seeds else "Redis"
             raise StoreError(
-                f"cannot reach Redis at {_where(self._url)}: {exc}; start "
+                f"cannot reach {what} at {_where(self._url)}: {exc}; start "
                 f"redis-server there or fix the --store URL"
             ) from exc
         self._scripts = {
@@ -165,7 +213,8 @@ class RedisStore:
         }
         self._client = client
         logger.info(
-            "opened Redis store %s (prefix %r, %d timer shards)",
+            "opened %s store %s (prefix %r, %d timer shards)",
+            "Redis Cluster" if self._seeds else "Redis",
             _where(self._url),
             self.keys.prefix,
             self.keys.shards,
@@ -180,7 +229,7 @@ class RedisStore:
 
     # plumbing
 
-    def _redis(self) -> aioredis.Redis:
+    def _redis(self) -> _Client:
         if self._client is None:
             raise StoreError(
                 f"Redis store {_where(self._url)} is not open: await "
@@ -192,7 +241,7 @@ class RedisStore:
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except RedisError as exc:
+        except _REDIS_ERRORS as exc:
             raise StoreError(
                 f"Redis store {_where(self._url)}: cannot {action}: {exc}; check "
                 f"that redis-server runs and has memory left"
@@ -208,6 +257,58 @@ class RedisStore:
         self._redis()
         with self._errors(action):
             return await self._scripts[script](keys=keys, args=args)
+
+    async def _run_each(
+        self,
+        action: str,
+        script: str,
+        calls: Sequence[tuple[Sequence[str | bytes], Sequence[Any]]],
+    ) -> list[Any]:
+        """``script`` once per (keys, args), all in one round trip; the
+        replies in order. Each call's keys are of one slot, the calls' of
+        many (one call per timer shard).
+
+        On a cluster a call whose node fails (down, failing over, its slot
+        migrating) gets ``None`` and a warning, and the others keep their
+        replies: the timers a claim took on healthy nodes are fired now
+        rather than left leased. Only when every call fails is it an error.
+        """
+        client = self._redis()
+        run = self._scripts[script]
+        if isinstance(client, RedisCluster):
+            # A cluster pipeline neither loads a script a node lacks nor
+            # retries on NOSCRIPT; concurrent calls reach every node at once
+            # all the same, and each call loads its script where it is
+            # missing (a new primary after a failover).
+            replies: list[Any] = await asyncio.gather(
+                *(run(keys=keys, args=args) for keys, args in calls),
+                return_exceptions=True,
+            )
+            failed = [r for r in replies if isinstance(r, BaseException)]
+            for reply in failed:
+                if not isinstance(reply, _REDIS_ERRORS):
+                    raise reply
+            if failed and len(failed) == len(replies):
+                with self._errors(action):
+                    raise failed[0]
+            if failed:
+                logger.warning(
+                    "Redis Cluster %s: cannot %s on %d of %d timer shards: %s",
+                    _where(self._url),
+                    action,
+                    len(failed),
+                    len(replies),
+                    failed[0],
+                )
+            return [None if isinstance(r, BaseException) else r for r in replies]
+        with self._errors(action):
+            pipe = client.pipeline(transaction=False)
+            for keys, args in calls:
+                # Queues the EVALSHA on the pipeline (and the script load
+                # it may need); nothing is sent before execute().
+                await run(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return list(replies)
 
     # users, devices, consent, subscriptions
 
@@ -401,6 +502,12 @@ class RedisStore:
         time; the member is ``send_id`` when given, so a send counted once
         is recognised when its timer is fired again. Events older than the
         window are dropped on the way and the key expires with its window.
+
+        Raises:
+            StoreError: On a Redis Cluster, the caps are not all of one user
+                (their keys do not all start with the same
+                ``APP<US>u<US>USER``, as the engine's do), so no one script
+                can take them.
         """
         if not caps:
             return None
@@ -413,8 +520,22 @@ class RedisStore:
             )
             args += [limit, repr(since), ttl]
         keys = [self.keys.cap(key) for key, _, _ in caps]
+        if self._seeds is not None:
+            self._one_user(keys)
         full: int = await self._run("take cap slots", "CAP_TAKE_ALL", keys, args)
         return None if full < 0 else full
+
+    def _one_user(self, cap_keys: list[str]) -> None:
+        """Refuse, on a cluster, caps of several users (several slots)."""
+        owners = {hash_tag(key.encode()) for key in cap_keys}
+        if len(owners) > 1:
+            # The keys name users, which stay out of messages and logs.
+            raise StoreError(
+                f"the {len(cap_keys)} caps of one send are of {len(owners)} "
+                f"different users; on a Redis Cluster the caps of one send "
+                f"must be one user's (as the engine's are), to be taken in "
+                f"one script"
+            )
 
     # suppression
 
@@ -576,19 +697,21 @@ class RedisStore:
         """
         queues = self._queues()
         share = max(1, -(-limit // len(queues)))
-        pipe = self._redis().pipeline(transaction=False)
-        with self._errors("claim due timers"):
-            for queue in queues:
-                # Queues the EVALSHA on the pipeline (and the script load
-                # it may need); nothing is sent before execute().
-                await self._scripts["CLAIM_DUE"](
-                    keys=[queue.due, queue.data, queue.tokens, queue.seqs],
-                    args=[share, repr(lease)],
-                    client=pipe,
+        replies = await self._run_each(
+            "claim due timers",
+            "CLAIM_DUE",
+            [
+                (
+                    [queue.due, queue.data, queue.tokens, queue.seqs],
+                    [share, repr(lease)],
                 )
-            replies = await pipe.execute()
+                for queue in queues
+            ],
+        )
         claims: list[tuple[float, int, Claim]] = []
         for reply in replies:
+            if reply is None:
+                continue  # that shard's node failed; its timers wait
             lease_until = float(reply[0])
             for i in range(1, len(reply), 4):
                 timer = _timer_decoder.decode(reply[i + 1])
@@ -635,22 +758,25 @@ class RedisStore:
         for index, claim in enumerate(claims):
             queue = self._queue(claim.timer.app, claim.timer.user)
             by_shard.setdefault(queue.due, (queue, []))[1].append(index)
-        pipe = self._redis().pipeline(transaction=False)
-        with self._errors("finish timers"):
-            for queue, indexes in by_shard.values():
-                keys = [queue.due, queue.data, queue.tokens, queue.seqs]
-                args: list[Any] = [_SENT_TTL]
-                for index in indexes:
-                    timer = claims[index].timer
-                    keys += [
-                        queue.sent(timer.timer_id),
-                        queue.by_rule(timer.app, timer.user, timer.rule),
-                    ]
-                    args += [timer.timer_id, str(claims[index].token)]
-                await self._scripts["FINISH_MANY"](keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
+        calls: list[tuple[list[str | bytes], list[Any]]] = []
+        for queue, indexes in by_shard.values():
+            keys: list[str | bytes] = [queue.due, queue.data, queue.tokens, queue.seqs]
+            args: list[Any] = [_SENT_TTL]
+            for index in indexes:
+                timer = claims[index].timer
+                keys += [
+                    queue.sent(timer.timer_id),
+                    queue.by_rule(timer.app, timer.user, timer.rule),
+                ]
+                args += [timer.timer_id, str(claims[index].token)]
+            calls.append((keys, args))
+        replies = await self._run_each("finish timers", "FINISH_MANY", calls)
         done = [False] * len(claims)
         for (_, indexes), reply in zip(by_shard.values(), replies, strict=True):
+            if reply is None:
+                # Unsettled, as after a crash: claimed again after the
+                # lease, and sent again with the same message id.
+                continue
             for index, answer in zip(indexes, reply, strict=True):
                 done[index] = bool(answer)
         return done
@@ -685,18 +811,30 @@ class RedisStore:
         channel (pub/sub).
 
         A message published while this process was disconnected is lost
-        by pub/sub; callers load the latest after each ``0``.
+        by pub/sub; callers load the latest after each ``0``. On a Redis
+        Cluster the announcement crosses the cluster bus from the node that
+        saved the rule set to the one this process listens on, which may
+        drop it while a bus link reconnects, with this process's own
+        connection up; so a cluster store also yields ``0`` after
+        ``_CLUSTER_RECHECK`` seconds without one, and a lost announcement
+        delays a rule set by at most that.
         """
+        recheck = _CLUSTER_RECHECK if self._seeds is not None else None
         pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
         try:
             with self._errors("watch rule sets"):
                 await pubsub.subscribe(self.keys.rules_channel)
             yield 0
+            checked = time.monotonic()
             while True:
                 with self._errors("watch rule sets"):
-                    message = await pubsub.get_message(timeout=None)
+                    message = await pubsub.get_message(timeout=recheck)
                 if message is not None and message["type"] == "message":
+                    checked = time.monotonic()
                     yield int(message["data"])
+                elif recheck is not None and time.monotonic() - checked >= recheck:
+                    checked = time.monotonic()
+                    yield 0
                 elif message is None:
                     await asyncio.sleep(0)
         finally:
@@ -1024,9 +1162,58 @@ def _split_url(url: str) -> tuple[str, str, int]:
     return rest, prefix, shards
 
 
+def _cluster_seeds(url: str) -> _Seeds | None:
+    """The nodes and credentials of a ``redis+cluster://`` URL; ``None``
+    for any other URL.
+
+    ``urlsplit`` reads the comma-separated hosts as one netloc (its
+    ``port`` would fail on them), so they are split here.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme not in _CLUSTER_SCHEMES:
+        return None
+    expected = (
+        "expected redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]"
+        "[/0][?prefix=sp&shards=8]"
+    )
+    parts = urlsplit(url)
+    if parts.path not in ("", "/", "/0"):
+        raise StoreError(
+            f"the Redis Cluster store URL names database {parts.path[1:]!r}; a "
+            f"cluster has database 0 only: leave the path out ({expected})"
+        )
+    extra = sorted(name for name, _ in parse_qsl(parts.query))
+    extra = [name for name in extra if name not in ("prefix", "shards")]
+    if extra:
+        raise StoreError(
+            f"the Redis Cluster store URL has unknown settings {extra}; it takes "
+            f"prefix and shards only ({expected})"
+        )
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes: list[tuple[str, int]] = []
+    for seed in hosts.split(","):
+        host, _, port = seed.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise StoreError(
+                f"the Redis Cluster store URL has node {seed!r}; every node is "
+                f"HOST:PORT ({expected})"
+            )
+        nodes.append((host, int(port)))
+    return _Seeds(
+        nodes=nodes,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        tls=scheme == "rediss+cluster",
+    )
+
+
 def _where(url: str) -> str:
     """Host, port and database for messages, never the password."""
     parts = urlsplit(url)
+    if parts.scheme.lower() in _CLUSTER_SCHEMES:
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     host = parts.hostname or "localhost"
     port = parts.port or 6379
     return f"{parts.scheme}://{host}:{port}{parts.path or '/0'}"

@@ -1,4 +1,5 @@
-"""Two engines on one Redis store act as two gateway processes would."""
+"""Two engines on one Redis store act as two gateway processes would, on
+one Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sessionpush.store.base import Claim, Device
 from sessionpush.store.redis import RedisStore
 from sessionpush.transports.outbox import Outbox
 from tests.engine.conftest import Peer, RecordingTransport
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 from tests.rulesets import ruleset_from_text
 
 CAPPED = """
@@ -38,12 +39,23 @@ rule cart "Cart" {
 """
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def url(request: pytest.FixtureRequest) -> str:
+    """The store URL of an emptied Redis, or of an emptied Redis Cluster."""
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        with redis.Redis(port=server.port) as client:
+            client.flushdb()
+        return server.url
+    cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    cluster.flush()
+    return cluster.url
+
+
 @pytest.fixture
-async def stores(redis_server: RedisServer) -> AsyncIterator[list[RedisStore]]:
+async def stores(url: str) -> AsyncIterator[list[RedisStore]]:
     """Two store objects, two connection pools: two processes' views."""
-    with redis.Redis(port=redis_server.port) as client:
-        client.flushdb()
-    opened = [RedisStore(redis_server.url), RedisStore(redis_server.url)]
+    opened = [RedisStore(url), RedisStore(url)]
     for store in opened:
         await store.open()
     yield opened
@@ -163,11 +175,11 @@ async def _killed_mid_send(
 
 
 async def test_a_timer_whose_claimant_died_after_writing_is_not_written_again(
-    stores: list[RedisStore], redis_server: RedisServer, tmp_path: Path
+    stores: list[RedisStore], url: str, tmp_path: Path
 ) -> None:
     outbox = Outbox(tmp_path / "outbox.jsonl")
-    dying = _DiesBeforeSettling(redis_server.url)
-    alive, timer_id = await _killed_mid_send(dying, redis_server.url, outbox)
+    dying = _DiesBeforeSettling(url)
+    alive, timer_id = await _killed_mid_send(dying, url, outbox)
     assert outbox.has_sent(timer_id)
 
     assert await fire_due(alive) == 1
@@ -186,11 +198,11 @@ async def test_a_timer_whose_claimant_died_after_writing_is_not_written_again(
 
 
 async def test_a_timer_whose_claimant_died_before_writing_is_written_once(
-    stores: list[RedisStore], redis_server: RedisServer, tmp_path: Path
+    stores: list[RedisStore], url: str, tmp_path: Path
 ) -> None:
     outbox = Outbox(tmp_path / "outbox.jsonl")
-    dying = _DiesAfterClaimingTheKey(redis_server.url)
-    alive, timer_id = await _killed_mid_send(dying, redis_server.url, outbox)
+    dying = _DiesAfterClaimingTheKey(url)
+    alive, timer_id = await _killed_mid_send(dying, url, outbox)
     assert not outbox.has_sent(timer_id)
 
     assert await fire_due(alive) == 1

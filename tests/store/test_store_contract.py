@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from sessionpush.engine.rules import CompiledLimit as Limit
 from sessionpush.store.base import (
     Claim,
     Device,
@@ -578,9 +579,9 @@ async def test_a_claim_for_a_timer_that_was_never_added_is_refused(
 
 # several caps of one send: all or none
 
-# Keys as the engine builds them (engine/rules.py).
-SESSION = "shop\x1fs\x1fs1\x1fcart"
-USER_DAY = "shop\x1fu\x1fu1\x1fcart\x1fday"
+# Keys as the engine builds them: one user's, so one cluster slot.
+SESSION = Limit(count=1, per="session", window=None).key("shop", "u1", "s1", "cart")
+USER_DAY = Limit(count=1, per="day", window=None).key("shop", "u1", "s1", "cart")
 
 
 async def test_all_caps_with_room_are_counted_together(store: Store) -> None:
