@@ -33,7 +33,7 @@ import logging
 import os
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -45,6 +45,7 @@ from websockets.server import ServerProtocol
 from sessionpush.engine.core import Engine
 from sessionpush.gateway.addresses import client_address
 from sessionpush.gateway.auth import handshake_origin_allowed
+from sessionpush.gateway.eager import run_eagerly
 from sessionpush.gateway.guard import Guard
 from sessionpush.gateway.handlers import handle, refuse_flood
 from sessionpush.gateway.limits import CLOSE_TOO_MANY, TokenBucket
@@ -109,7 +110,7 @@ class Connection(asyncio.Protocol):
         "_parts",
         "_ping_data",
         "_read_paused",
-        "_reader",
+        "_reading",
         "_tasks",
         "_timers",
         "_transport",
@@ -165,7 +166,9 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._inbox: deque[bytes] = deque()
         self._parts: list[bytes] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        # True while frames are being handled (inline, or by a task once
+        # one of them had to wait).
+        self._reading = False
         self._backlog: deque[bytes] | None = None
         self._read_paused = False
         self._write_paused = False
@@ -293,7 +296,7 @@ class Connection(asyncio.Protocol):
             self._read_paused = False
         # Frames already received are still handled, then the session is
         # detached (ended after the grace unless the client comes back).
-        if self._reader is None:
+        if not self._reading:
             self._start(self._detach())
 
     def shutdown(self) -> None:
@@ -314,8 +317,12 @@ class Connection(asyncio.Protocol):
                 self._on_request(event)
         self._write_out()
         inbox = self._inbox
-        if inbox and self._reader is None and not self.closing:
-            self._reader = self._start(self._read())
+        if inbox and not self._reading and not self.closing:
+            self._reading = True
+            try:
+                run_eagerly(self._read(), self._start)
+            except Exception:
+                log.exception("frame handling failed")
         if len(inbox) > _INBOX_HIGH and not self._read_paused and not self._lost:
             self._read_paused = True
             assert self._transport is not None
@@ -408,7 +415,7 @@ class Connection(asyncio.Protocol):
                     log.exception("frame handling failed")
                     self.deliver(_INTERNAL_ERROR)
         finally:
-            self._reader = None
+            self._reading = False
             if self._lost:
                 await self._detach()
 
@@ -417,7 +424,7 @@ class Connection(asyncio.Protocol):
             self.said_bye = True
             await self.engine.detach(self)
 
-    def _start(self, coro: Any) -> asyncio.Task[None]:
+    def _start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A task uvicorn waits for on shutdown, before the store closes."""
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         tasks = self._tasks
