@@ -9,15 +9,17 @@ on Starlette while session frames never pass through ASGI. Measured in
 task, and uvicorn's own websocket objects cost a third of the CPU per
 event and half the memory per idle socket.
 
-How it spends: no task while a socket is idle. Frames that arrive wait in
-a small inbox; one task handles them in order (:mod:`gateway.handlers`)
-and ends when the inbox is empty. Writes are synchronous: an ``ack``
-goes to the transport as soon as it is made. When the transport's buffer
-is full (a client that does not read), frames wait in a backlog of at most
-``outbound_queue``; past that the socket is closed with 4008, and a socket
-that will not take its close frame either is dropped after
-``close_timeout``. An inbox that fills faster than it is handled pauses
-reading from the socket, so a client cannot queue unbounded work.
+How it spends: no task while a socket is idle. Frames that arrive wait in a
+small inbox and are handled in order (:mod:`gateway.handlers`): inline, in
+the callback that received them, when the store never waits (SQLite,
+:mod:`gateway.eager`), else by a task that ends when the inbox is empty.
+Writes are synchronous: an ``ack`` goes to the transport as soon as it is
+made. When the transport's buffer is full (a client that does not read),
+frames wait in a backlog of at most ``outbound_queue``; past that the socket
+is closed with 4008, and a socket that will not take its close frame either
+is dropped after ``close_timeout``. An inbox that fills faster than it is
+handled pauses reading from the socket, so a client cannot queue unbounded
+work.
 
 Before a session exists the connection passes, in order: the ``Origin``
 check at the handshake (403), the per-address count (4009), ``hello``
@@ -319,10 +321,13 @@ class Connection(asyncio.Protocol):
         inbox = self._inbox
         if inbox and not self._reading and not self.closing:
             self._reading = True
-            try:
-                run_eagerly(self._read(), self._start)
-            except Exception:
-                log.exception("frame handling failed")
+            if self.engine.store.inline:
+                try:
+                    run_eagerly(self._read(), self._start)
+                except Exception:
+                    log.exception("frame handling failed")
+            else:
+                self._start(self._read())
         if len(inbox) > _INBOX_HIGH and not self._read_paused and not self._lost:
             self._read_paused = True
             assert self._transport is not None

@@ -1,13 +1,18 @@
 """Run a coroutine at once, and in a task only if it has to wait.
 
-Most frames are handled without waiting on anything (the SQLite store
-answers synchronously; only a Redis store or a full socket makes a frame
-wait), yet a task per frame costs a task object, a loop callback and a
-round trip through the event loop: measured in ``benchmarks/``, about a
-tenth of the server's CPU per event with one event per frame. Python 3.12
-has eager tasks for this (``asyncio.eager_task_factory``); on 3.11 the
-same is done here: the coroutine is started inline and, the first time it
-awaits a future that is not done, handed to a task that goes on from there.
+With the embedded SQLite store, a frame is handled without waiting on
+anything (``Store.inline``), yet a task per frame costs a task object, a
+loop callback and a round trip through the event loop: measured in
+``benchmarks/``, about a tenth of the server's CPU per event with one event
+per frame. Python 3.12 has eager tasks for this
+(``asyncio.eager_task_factory``); on 3.11 the same is done here: the
+coroutine is started inline and, the first time it awaits a future that is
+not done, handed to a task that goes on from there.
+
+Unlike 3.12's eager tasks, the inline part runs outside any task
+(``asyncio.current_task()`` is None), so code that needs a task, such as
+``asyncio.timeout`` inside redis-py, must not run here: the gateway uses
+this only with a store whose calls never wait.
 """
 
 from __future__ import annotations

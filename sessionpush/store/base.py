@@ -230,6 +230,12 @@ class ErasureReport(msgspec.Struct, frozen=True, kw_only=True):
 class Store(Protocol):
     """Durable state behind one interface; see the module docstring."""
 
+    #: True when no method ever waits on I/O (it runs to completion when
+    #: called): the gateway then handles frames inline, without a task per
+    #: frame. False for a store across a network, whose client may also
+    #: need to run inside a task (redis-py's timeouts do).
+    inline: bool
+
     async def open(self) -> None:
         """Create or migrate the schema; safe to call on an existing store."""
 

@@ -157,6 +157,8 @@ class RedisStore:
     Create it, ``await store.open()``, use it, ``await store.close()``.
     """
 
+    inline = False
+
     def __init__(self, url: str) -> None:
         self._url, prefix, shards = _split_url(url)
         self._seeds = _cluster_seeds(url)

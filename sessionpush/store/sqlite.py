@@ -268,6 +268,9 @@ class SQLiteStore:
     open raises :class:`StoreError`.
     """
 
+    # Every call runs on the event loop and returns without waiting.
+    inline = True
+
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
         self._path = path
         self._busy_timeout = busy_timeout

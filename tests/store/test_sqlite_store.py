@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sessionpush.dsl import load_ruleset
+from sessionpush.replay import run as replay_run
+from sessionpush.replay.formats import load_events
 from sessionpush.store import sqlite as sqlite_module
 from sessionpush.store.base import Device, Store
 from sessionpush.store.errors import StoreError
@@ -253,3 +258,51 @@ async def test_a_version_1_file_migrates_and_keeps_its_subscriptions(
         assert await store.claim_send("k", "m1", 1.0) is None
     finally:
         await store.close()
+
+
+class _InlineOnly:
+    """The store, with every coroutine method driven by hand: a call that
+    would wait fails the test instead."""
+
+    def __init__(self, path: str) -> None:
+        self.store = SQLiteStore(path)
+        self.calls: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+        if not inspect.iscoroutinefunction(method):
+            return method
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            coro = method(*args, **kwargs)
+            try:
+                coro.send(None)
+            except StopIteration as done:
+                self.calls.add(name)
+                return done.value
+            coro.close()
+            raise AssertionError(f"SQLiteStore.{name} waited on something")
+
+        return call
+
+
+async def test_no_call_of_the_engine_waits_so_frames_can_be_handled_inline(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    # The gateway handles frames without a task when store.inline is True
+    # (gateway/eager.py); this replays real sessions through the engine
+    # with the example rules to hold SQLiteStore to that.
+    made: list[_InlineOnly] = []
+
+    def inline_only(path: str) -> _InlineOnly:
+        made.append(_InlineOnly(path))
+        return made[-1]
+
+    monkeypatch.setattr(replay_run, "SQLiteStore", inline_only)
+    rules = load_ruleset([str(Path(__file__).parents[2] / "examples" / "rules")])
+    events = load_events(data_dir / "rees46-2019oct-head.csv", "rees46")
+    decisions = await replay_run.replay_in_process(rules, events)
+    assert SQLiteStore.inline is True
+    assert len(decisions) > 0
+    # The engine's whole path was exercised: sessions, sends and timers.
+    assert {"upsert_device", "record_decision", "add_timer"} <= made[0].calls
