@@ -2,9 +2,9 @@
 
 With the embedded SQLite store, a frame is handled without waiting on
 anything (``Store.inline``), yet a task per frame costs a task object, a
-loop callback and a round trip through the event loop: measured in
-``benchmarks/``, about a tenth of the server's CPU per event with one event
-per frame. Python 3.12 has eager tasks for this
+loop callback and a round trip through the event loop, a large share of the
+server's CPU with one event per frame (``benchmarks/README.md`` has the
+figures). Python 3.12 has eager tasks for this
 (``asyncio.eager_task_factory``); on 3.11 the same is done here: the
 coroutine is started inline and, the first time it awaits a future that is
 not done, handed to a task that goes on from there.
