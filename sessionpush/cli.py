@@ -310,8 +310,14 @@ def _serve(args: argparse.Namespace) -> int:
                 f"--clock playback lets clients move the server's clock; it "
                 f"listens on loopback only, not on --host {args.host}"
             ) from None
+    rules = args.rules
+    if rules is None:
+        # When every app names its own rules, nothing uses a shared set:
+        # do not ask for the default one to exist.
+        own = not gateway.dev_mode and all(a.rules for a in gateway.apps.values())
+        rules = [] if own else [DEFAULT_RULES]
     settings = Settings(
-        rules=tuple(args.rules or [DEFAULT_RULES]),
+        rules=tuple(rules),
         store=args.store,
         outbox=args.outbox,
         clock=args.clock,

@@ -91,3 +91,8 @@ def configure(level: str, fmt: str = "auto", stream: IO[str] | None = None) -> N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
+    # websockets' Sans-I/O layer under the session socket says "connection
+    # open" and "closed" at INFO for every socket (and every frame at
+    # DEBUG): two lines per visitor drown the gateway's own. Lower this
+    # logger's level again to see them.
+    logging.getLogger("sessionpush.gateway.websocket").setLevel(logging.WARNING)

@@ -42,6 +42,7 @@ from typing import Any, cast
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from sessionpush.engine.core import Engine
@@ -195,7 +196,9 @@ class Connection(asyncio.Protocol):
 
     def deliver(self, frame: dict[str, Any]) -> bool:
         """Send a frame now, or as soon as the socket takes it."""
-        if self.closing or self._lost or not self._open:
+        if self.closing or self._lost or self._ws.state is not OPEN:
+            # Not open: before the handshake, or the client's close frame
+            # came (frames received before it are still being handled).
             return False
         data = encode_frame(frame)
         backlog = self._backlog
@@ -222,6 +225,11 @@ class Connection(asyncio.Protocol):
             return
         if not self._open:
             transport.close()
+            return
+        if self._ws.state is not OPEN:
+            # The client closed first: the protocol answered its close
+            # frame, and the socket ends once the client hangs up.
+            self.later("abort", self.guard.limits.close_timeout, transport.abort)
             return
         backlog = self._backlog
         self._backlog = None

@@ -248,7 +248,9 @@ async def _opened(conn: Connection, engine: Engine, props: dict[str, Any]) -> No
 
 
 def _unauthorized(conn: Connection, message: str) -> None:
-    conn.deliver({"type": "error", "code": "unauthorized", "message": message})
+    conn.deliver(
+        {"type": "error", "code": "unauthorized", "message": message, "seq": None}
+    )
     conn.close(CLOSE_UNAUTHORIZED, "unauthorized")
 
 
@@ -356,6 +358,7 @@ async def _hello(conn: Connection, engine: Engine, guard: Guard, hello: Hello) -
                     "code": "too_many_connections",
                     "message": f"this user has {guard.per_user.limit} open "
                     "connections already: close one first",
+                    "seq": None,
                 }
             )
             conn.close(CLOSE_TOO_MANY, "too many connections for this user")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -57,3 +58,23 @@ def test_a_closed_session_with_a_cart_gets_its_push_in_the_outbox(
     assert push["title"] == "Still thinking about acme?"
     assert push["link"] == "shop://cart"
     assert push["channel"] == "push"
+
+
+def test_apps_with_their_own_rules_need_no_shared_rules_directory(
+    tmp_path: Path,
+) -> None:
+    # Started where there is no examples/rules: every app names its rules.
+    (tmp_path / "shop.rules").write_text(RULES)
+    config = tmp_path / "sessionpush.toml"
+    config.write_text(
+        '[apps.shop]\nsigning_secret = "shop-secret-0123456789abcdef0123"\n'
+        'rules = ["shop.rules"]\n[apps.shop.policy]\nlink_schemes = ["shop"]\n'
+    )
+    config.chmod(0o600)
+    args = ["--config", str(config), "--store", "state.db"]
+    with serve(*args, cwd=tmp_path) as port:
+        answer = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")
+        health = msgspec.json.decode(answer.read())
+    # No shared rules were loaded; the app's own rule set is served.
+    assert health["status"] == "ok"
+    assert health["rules"] == 0
