@@ -206,20 +206,20 @@ async def _rules_put_on_one_reach_the_other(ports: list[int], outbox: Path) -> f
     return took
 
 
-def test_rules_put_on_one_gateway_are_served_by_the_other_within_a_second(
-    tmp_path: Path, redis_with_aof: RedisServer
-) -> None:
+def rules_put_across(tmp_path: Path, stores: list[str]) -> tuple[float, Path]:
+    """Two gateways, one per store URL, sharing an outbox: seconds from a
+    PUT /v1/rules on one to the other serving it, and the outbox."""
     rules = tmp_path / "open.rules"
     rules.write_text(OPEN_RULES)
     outbox = tmp_path / "outbox.jsonl"
     served: list[Served] = []
     try:
-        for i in range(2):
+        for i, store in enumerate(stores):
             cwd = tmp_path / f"gateway-{i}"
             cwd.mkdir()
             served.append(
                 start_serve(
-                    *("--rules", str(rules), "--store", redis_with_aof.url),
+                    *("--rules", str(rules), "--store", store),
                     *("--outbox", str(outbox), "--admin-key", "s3cret-admin-key"),
                     cwd=cwd,
                 )
@@ -230,7 +230,13 @@ def test_rules_put_on_one_gateway_are_served_by_the_other_within_a_second(
     finally:
         for process in served:
             process.stop()
+    return took, outbox
 
+
+def test_rules_put_on_one_gateway_are_served_by_the_other_within_a_second(
+    tmp_path: Path, redis_with_aof: RedisServer
+) -> None:
+    took, outbox = rules_put_across(tmp_path, [redis_with_aof.url] * 2)
     assert took < 1.0
     (line,) = outbox.read_bytes().splitlines()
     push = msgspec.json.decode(line)

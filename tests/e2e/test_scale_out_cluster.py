@@ -13,14 +13,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.e2e.servers import Served, start_serve
 from tests.e2e.test_scale_out import (
-    OPEN_RULES,
     _drive,
     _gateways,
     _pushed,
-    _rules_put_on_one_reach_the_other,
     _wait_for,
+    rules_put_across,
 )
 from tests.redis_server import RedisClusterServers
 
@@ -51,29 +49,8 @@ def test_rules_put_on_one_gateway_reach_the_other_through_the_cluster(
 ) -> None:
     """Each gateway names a different node: the announcement crosses the
     cluster bus."""
-    rules = tmp_path / "open.rules"
-    rules.write_text(OPEN_RULES)
-    outbox = tmp_path / "outbox.jsonl"
-    served: list[Served] = []
-    try:
-        for i, port in enumerate(cluster.ports[:2]):
-            cwd = tmp_path / f"gateway-{i}"
-            cwd.mkdir()
-            served.append(
-                start_serve(
-                    *("--rules", str(rules)),
-                    *("--store", f"redis+cluster://127.0.0.1:{port}"),
-                    *("--outbox", str(outbox), "--admin-key", "s3cret-admin-key"),
-                    cwd=cwd,
-                )
-            )
-        took = asyncio.run(
-            _rules_put_on_one_reach_the_other([s.port for s in served], outbox)
-        )
-    finally:
-        for process in served:
-            process.stop()
-
+    urls = [f"redis+cluster://127.0.0.1:{port}" for port in cluster.ports[:2]]
+    took, outbox = rules_put_across(tmp_path, urls)
     assert took < 1.0
     assert len(outbox.read_bytes().splitlines()) == 1
 
