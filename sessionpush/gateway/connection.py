@@ -279,9 +279,9 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         backlog = self._backlog
-        if backlog is None:
-            return
         self._backlog = None
+        if backlog is None or self._ws.state is not OPEN:
+            return
         for data in backlog:
             self._ws.send_text(data)
         self._write_out()
@@ -461,6 +461,8 @@ class Connection(asyncio.Protocol):
                 transport.close()
 
     def _ping(self) -> None:
+        if self._ws.state is not OPEN:
+            return  # closing: the close handshake has its own timeout
         limits = self.guard.limits
         if self._ping_data is None:
             self._ping_data = os.urandom(4)
