@@ -58,7 +58,6 @@ from sessionpush.gateway.protocol import encode_frame
 __all__ = [
     "CLOSE_NO_HELLO",
     "CLOSE_SLOW_CONSUMER",
-    "HEARTBEAT_SECONDS",
     "SERVICE_KEY",
     "SESSION_PATH",
     "Connection",
@@ -77,7 +76,6 @@ CLOSE_NO_HELLO = 4010
 CLOSE_NO_PONG = 1011
 #: Close code for a gateway that is stopping: reconnect elsewhere.
 CLOSE_RESTART = 1012
-HEARTBEAT_SECONDS = 30
 SESSION_PATH = "/v1/session"
 #: Where the gateway's lifespan puts its :class:`SessionService` in the
 #: state uvicorn hands every protocol it creates.
