@@ -12,13 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.async_api import BrowserContext, async_playwright
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -26,7 +24,7 @@ from starlette.routing import Route
 
 from sessionpush.gateway.app import Settings, create_app
 from sessionpush.gateway.apps import dev_config
-from sessionpush.gateway.shutdown import server_config
+from tests.in_loop import served_in_loop
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -76,41 +74,27 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    async with contextlib.AsyncExitStack() as servers:
 
-    async def start(rules: str, **options: Any) -> Site:
-        rule_file = tmp_path / "test.rules"
-        rule_file.write_text(rules)
-        settings = Settings(
-            rules=(str(rule_file),),
-            store=str(tmp_path / "state.db"),
-            outbox=str(tmp_path / "outbox.jsonl"),
-            **options,
-        )
-        app = create_app(settings)
+        async def start(rules: str, **options: Any) -> Site:
+            rule_file = tmp_path / "test.rules"
+            rule_file.write_text(rules)
+            settings = Settings(
+                rules=(str(rule_file),),
+                store=str(tmp_path / "state.db"),
+                outbox=str(tmp_path / "outbox.jsonl"),
+                **options,
+            )
+            app = create_app(settings)
 
-        async def page(request: Request) -> Response:
-            return HTMLResponse(PAGE)
+            async def page(request: Request) -> Response:
+                return HTMLResponse(PAGE)
 
-        app.router.routes.append(Route("/test/page.html", page))
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = server_config(app, dev_config(), "127.0.0.1", port)
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        servers.append((server, task))
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        return Site(port, tmp_path)
+            app.router.routes.append(Route("/test/page.html", page))
+            port = await servers.enter_async_context(served_in_loop(app, dev_config()))
+            return Site(port, tmp_path)
 
-    yield start
-    for server, task in servers:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+        yield start
 
 
 @pytest.fixture

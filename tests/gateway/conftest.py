@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from sessionpush.gateway.app import Settings, create_app
 from sessionpush.gateway.apps import dev_config
-from sessionpush.gateway.shutdown import server_config
+from tests.in_loop import served_in_loop
 
 
 class Gateway:
@@ -53,33 +51,20 @@ async def receive(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    async with contextlib.AsyncExitStack() as servers:
 
-    async def start(rules: str, **options: Any) -> Gateway:
-        rule_file = tmp_path / "test.rules"
-        rule_file.write_text(rules)
-        outbox = tmp_path / "outbox.jsonl"
-        settings = Settings(
-            rules=(str(rule_file),),
-            store=str(tmp_path / "state.db"),
-            outbox=str(outbox),
-            **options,
-        )
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = server_config(create_app(settings), dev_config(), "127.0.0.1", port)
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        servers.append((server, task))
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        return Gateway(port, outbox)
+        async def start(rules: str, **options: Any) -> Gateway:
+            rule_file = tmp_path / "test.rules"
+            rule_file.write_text(rules)
+            outbox = tmp_path / "outbox.jsonl"
+            settings = Settings(
+                rules=(str(rule_file),),
+                store=str(tmp_path / "state.db"),
+                outbox=str(outbox),
+                **options,
+            )
+            app = create_app(settings)
+            port = await servers.enter_async_context(served_in_loop(app, dev_config()))
+            return Gateway(port, outbox)
 
-    yield start
-    for server, task in servers:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+        yield start

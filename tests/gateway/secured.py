@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,12 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from sessionpush.gateway.app import Settings, create_app
 from sessionpush.gateway.apps import load_gateway_config
 from sessionpush.gateway.auth import sign_token
-from sessionpush.gateway.shutdown import server_config
+from tests.in_loop import served_in_loop
 
 SHOP_SECRET = "shop-signing-secret-0123456789abcdef"
 NEWS_SECRET = "news-signing-secret-0123456789abcdef"
@@ -127,40 +125,26 @@ async def closed_with(ws: ClientConnection, timeout: float = 5.0) -> int | None:
 
 @pytest.fixture
 async def secured(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    async with contextlib.AsyncExitStack() as servers:
 
-    async def start(limits: str = "", **options: Any) -> Secured:
-        (tmp_path / "shop.rules").write_text(SHOP_RULES)
-        (tmp_path / "news.rules").write_text(NEWS_RULES)
-        path = tmp_path / "sessionpush.toml"
-        path.write_text(config_text(limits))
-        path.chmod(0o600)
-        gateway = load_gateway_config(str(path))
-        (tmp_path / "default.rules").write_text(NEWS_RULES)
-        settings = Settings(
-            rules=(str(tmp_path / "default.rules"),),
-            store=str(tmp_path / "state.db"),
-            outbox=str(tmp_path / "outbox.jsonl"),
-            gateway=gateway,
-            admin_key=OPERATOR,
-            **options,
-        )
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(
-            server_config(create_app(settings), gateway, "127.0.0.1", port)
-        )
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        servers.append((server, task))
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        return Secured(port, tmp_path)
+        async def start(limits: str = "", **options: Any) -> Secured:
+            (tmp_path / "shop.rules").write_text(SHOP_RULES)
+            (tmp_path / "news.rules").write_text(NEWS_RULES)
+            path = tmp_path / "sessionpush.toml"
+            path.write_text(config_text(limits))
+            path.chmod(0o600)
+            gateway = load_gateway_config(str(path))
+            (tmp_path / "default.rules").write_text(NEWS_RULES)
+            settings = Settings(
+                rules=(str(tmp_path / "default.rules"),),
+                store=str(tmp_path / "state.db"),
+                outbox=str(tmp_path / "outbox.jsonl"),
+                gateway=gateway,
+                admin_key=OPERATOR,
+                **options,
+            )
+            app = create_app(settings)
+            port = await servers.enter_async_context(served_in_loop(app, gateway))
+            return Secured(port, tmp_path)
 
-    yield start
-    for server, task in servers:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 15)
+        yield start
