@@ -58,3 +58,11 @@ def test_text_format_stays_one_plain_line() -> None:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
     assert out.getvalue().rstrip().endswith("INFO sessionpush.cli: replaying 5 events")
+
+
+def test_the_websocket_layer_says_nothing_per_socket_at_info() -> None:
+    configure("info", "text", io.StringIO())
+    layer = logging.getLogger("sessionpush.gateway.websocket")
+    assert not layer.isEnabledFor(logging.INFO)
+    assert layer.isEnabledFor(logging.WARNING)
+    assert logging.getLogger("sessionpush.gateway").isEnabledFor(logging.INFO)

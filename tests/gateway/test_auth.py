@@ -157,6 +157,8 @@ async def test_a_refused_hello_gets_an_error_and_close_4003_and_no_session(
         error = await receive(ws)
         assert error["type"] == "error"
         assert error["code"] == "unauthorized"
+        # Every error frame has the same fields (docs/protocol.md).
+        assert error["seq"] is None
         assert await closed_with(ws) == 4003
     health = await gw.health()
     assert health["sessions"] == 0

@@ -5,11 +5,7 @@ socket; each gets its documented answer and other users carry on."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
-import socket
-import struct
 from typing import Any
 
 import msgspec
@@ -17,6 +13,7 @@ import pytest
 
 from sessionpush.gateway.limits import Limits, TokenBucket, check_props
 from sessionpush.gateway.protocol import ProtocolError
+from tests.gateway.raw_socket import RawSocket
 from tests.gateway.secured import closed_with, hello, receive, secured, send
 
 __all__ = ["secured"]  # the fixture, imported for these tests
@@ -194,45 +191,6 @@ async def test_a_socket_without_hello_closes_with_4010(secured: Any) -> None:
     gw = await secured("hello_timeout = 0.3")
     ws = await gw.connect()
     assert await closed_with(ws) == 4010
-
-
-class RawSocket:
-    """A websocket client that does the handshake and then only what the
-    test says: it can refuse to read and ignore pings."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, port: int, rcvbuf: int = 4096) -> RawSocket:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /v1/session HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101")
-        return cls(reader, writer)
-
-    def send(self, frame: dict[str, Any]) -> None:
-        payload = msgspec.json.encode(frame)
-        mask = os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        if len(payload) < 126:
-            head = struct.pack("!BB", 0x81, 0x80 | len(payload))
-        else:
-            head = struct.pack("!BBH", 0x81, 0x80 | 126, len(payload))
-        self.writer.write(head + mask + masked)
-
-    def close(self) -> None:
-        self.writer.transport.abort()
 
 
 async def test_a_client_that_never_reads_is_dropped_and_others_carry_on(

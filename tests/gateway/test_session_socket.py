@@ -5,17 +5,15 @@ under, and a stop that asks clients to reconnect."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 from typing import Any
 
 import msgspec
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-from websockets.frames import Close, Frame, Opcode
 
 from sessionpush.gateway.addresses import client_address
+from tests.gateway.raw_socket import RawSocket, close_frame, text_frame
 from tests.gateway.secured import closed_with, hello, receive, secured, send
 
 __all__ = ["secured"]  # the fixture, imported for these tests
@@ -144,26 +142,6 @@ async def test_frames_sent_before_a_disconnect_are_still_applied(
     assert [p["rule"] for p in gw.pushes()] == ["bye_push"]
 
 
-async def _raw_open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /v1/session HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
-    return reader, writer
-
-
-def _masked(opcode: Opcode, payload: bytes) -> bytes:
-    return Frame(opcode, payload).serialize(mask=True, extensions=[])
-
-
-def _text(frame: dict[str, Any]) -> bytes:
-    return _masked(Opcode.TEXT, msgspec.json.encode(frame))
-
-
 async def test_frames_that_arrive_with_the_close_frame_are_all_applied(
     gateway: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -175,22 +153,22 @@ async def test_frames_that_arrive_with_the_close_frame_are_all_applied(
         "rule tab_closed {\n  when session ends where session has checkout\n"
         '  push { title "thanks" }\n}\n'
     )
-    reader, writer = await _raw_open(gw.port)
-    writer.write(_text({"type": "hello", "user": "closing-tab"}))
-    await reader.read(1)  # the welcome is on its way
-    writer.write(
-        _text({"type": "event", "name": "view", "seq": 1})
-        + _text({"type": "event", "name": "checkout", "seq": 2})
-        + _text({"type": "end"})
-        + _masked(Opcode.CLOSE, Close(1000, "").serialize())
+    raw = await RawSocket.open(gw.port)
+    raw.send({"type": "hello", "user": "closing-tab"})
+    await raw.reader.read(1)  # the welcome is on its way
+    raw.writer.write(
+        text_frame({"type": "event", "name": "view", "seq": 1})
+        + text_frame({"type": "event", "name": "checkout", "seq": 2})
+        + text_frame({"type": "end"})
+        + close_frame()
     )
-    await writer.drain()
+    await raw.writer.drain()
     try:
         async with asyncio.timeout(5):
             while not gw.pushes():
                 await asyncio.sleep(0.05)
     finally:
-        writer.close()
+        raw.close()
     assert [p["title"] for p in gw.pushes()] == ["thanks"]
     failures = [r for r in caplog.records if r.levelname == "ERROR"]
     assert failures == []
