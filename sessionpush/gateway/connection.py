@@ -364,14 +364,22 @@ class Connection(asyncio.Protocol):
         guard = self.guard
         path, _, query = request.path.partition("?")
         if path != SESSION_PATH:
-            ws.send_response(ws.reject(404, f"no websocket at {path}\n"))
+            ws.send_response(
+                ws.reject(404, f"no websocket at {path}: connect to {SESSION_PATH}\n")
+            )
             return
         origin = request.headers.get("Origin")
         app = dict(urllib.parse.parse_qsl(query)).get("app")
         if not handshake_origin_allowed(guard.config, origin, app):
             # Refused before accepting: no session, no counter, no task.
             log.info("refused a websocket handshake from origin %.200r", origin)
-            ws.send_response(ws.reject(403, "this origin may not connect\n"))
+            ws.send_response(
+                ws.reject(
+                    403,
+                    "this origin may not connect: add it to the app's "
+                    "allowed_origins in the app config\n",
+                )
+            )
             return
         response = ws.accept(request)
         ws.send_response(response)

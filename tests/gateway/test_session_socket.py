@@ -24,6 +24,7 @@ async def test_an_upgrade_to_another_path_is_answered_404(secured: Any) -> None:
     with pytest.raises(InvalidStatus) as caught:
         await connect(f"ws://127.0.0.1:{gw.port}/v1/elsewhere")
     assert caught.value.response.status_code == 404
+    assert b"connect to /v1/session" in caught.value.response.body
     # The HTTP API on the same port is untouched.
     assert (await gw.health())["status"] == "ok"
 
